@@ -1,0 +1,1 @@
+"""Shipped configuration files, installed as the ``ttrl.configs`` resource package."""

@@ -1,0 +1,1 @@
+"""Alembic environment and versions, installed as ``ttrl.migrations`` (see ttrl.db.migrate)."""

@@ -1,0 +1,198 @@
+"""The ``ttrl`` command line. Thin: each command parses options and calls one module."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from ttrl import intake
+from ttrl.config import ConfigError, Settings, load_settings
+from ttrl.db import make_engine, migrate, queue, transaction
+from ttrl.db.migrate import SchemaOutOfDate
+
+app = typer.Typer(
+    help="ttrl: a test-time reinforcement-learning daemon.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML file deep-merged over configs/default.yaml."),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (prefer TTRL_DB_URL: it keeps secrets off ps)."),
+]
+
+# Exit codes of `ttrl enqueue`, documented in the README.
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def settings(config: Path | None, db: str | None) -> Settings:
+    try:
+        return load_settings(config, db_url=db)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    except ValidationError as exc:
+        raise fail(f"invalid configuration:\n{exc}") from None
+
+
+@contextmanager
+def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
+    """An engine for the configured database, with outages and old schemas said plainly."""
+    engine = make_engine(cfg.db_url)
+    try:
+        if require_schema:
+            migrate.require_head(engine)
+        yield engine
+    except SchemaOutOfDate as exc:
+        raise fail(str(exc)) from None
+    except OperationalError as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        raise fail(f"cannot use database {url}: {exc.orig}") from None
+    finally:
+        engine.dispose()
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Print the effective configuration (files, environment and options applied)."""
+    cfg = settings(config, db)
+    out.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Create or migrate the schema (SQLite or PostgreSQL)."""
+    with database(settings(config, db), require_schema=False) as engine:
+        migrate.upgrade(engine, revision)
+        out.print(f"schema at revision {migrate.current(engine)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision; 'base' drops all tables.")],
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Migrate the schema down to REVISION."""
+    with database(settings(config, db), require_schema=False) as engine:
+        migrate.downgrade(engine, revision)
+        out.print(f"schema at revision {migrate.current(engine) or 'base (empty)'}")
+
+
+@db_app.command("current")
+def db_current(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Print the schema revision of the database and the one this ttrl ships."""
+    with database(settings(config, db), require_schema=False) as engine:
+        out.print(f"current: {migrate.current(engine) or 'none'}  head: {migrate.head(engine)}")
+
+
+@app.command("enqueue")
+def enqueue(
+    file: Annotated[str, typer.Argument(help="JSONL or CSV file of problems; '-' for stdin.")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="jsonl or csv (default: by name/content).")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Insert the valid lines, report the rest.")
+    ] = False,
+    batch: Annotated[
+        str | None, typer.Option("--batch", help="Batch for lines that do not name one.")
+    ] = None,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Add problems to the queue. Fields: prompt (required), id, reference_answer, batch,
+    passes, priority, meta. Exit 0: all inserted; 1: file rejected, nothing inserted;
+    3: --skip-invalid inserted the valid lines and skipped some."""
+    cfg = settings(config, db)
+    if batch is not None:
+        cfg.intake.default_batch = batch
+    if fmt not in (None, "jsonl", "csv"):
+        raise fail(f"--format must be jsonl or csv, not {fmt!r}")
+    stream, name = _open_input(file)
+    with stream:
+        chosen = fmt or intake.guess_format(name, stream.peek(64)[:64])
+        parsed = intake.parse(stream, chosen, cfg.intake, cfg.queue.default_passes)  # type: ignore[arg-type]
+    for bad in parsed.errors:
+        err.print(f"{name}: {bad}", highlight=False, markup=False)
+    if parsed.errors and not skip_invalid:
+        raise fail(
+            f"{name}: {len(parsed.errors)} invalid line(s); nothing was inserted. Fix them, "
+            "or pass --skip-invalid to insert the valid lines only.",
+            EXIT_REJECTED,
+        )
+    with database(cfg) as engine, transaction(engine) as conn:
+        result = queue.enqueue(conn, parsed.problems)
+    out.print(
+        f"{name}: inserted {result.inserted}, already present {len(result.already_present)}, "
+        f"invalid {len(parsed.errors)}",
+        highlight=False,
+    )
+    if parsed.errors:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _open_input(file: str) -> tuple[BinaryIO, str]:
+    if file == "-":
+        return sys.stdin.buffer, "<stdin>"  # type: ignore[return-value]
+    try:
+        return open(file, "rb"), file
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror}") from None
+
+
+@app.command("status")
+def status(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Queue depth by batch and status."""
+    with database(settings(config, db)) as engine, transaction(engine, write=False) as conn:
+        rows = queue.depth(conn)
+    table = Table(title="queue")
+    statuses = ("queued", "claimed", "done", "failed")
+    for col in ("batch", *statuses, "total"):
+        table.add_column(col, justify="left" if col == "batch" else "right")
+    by_batch: dict[str, dict[str, int]] = {}
+    for b, s, n in rows:
+        by_batch.setdefault(b, {})[s] = n
+    for b, counts in by_batch.items():
+        table.add_row(b, *(str(counts.get(s, 0)) for s in statuses), str(sum(counts.values())))
+    if not by_batch:
+        table.caption = "the queue is empty: add problems with `ttrl enqueue FILE`"
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

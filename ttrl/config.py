@@ -1,0 +1,136 @@
+"""The one configuration tree of ttrl.
+
+Precedence, highest first: explicit overrides (``--db``), ``TTRL_*`` environment variables
+(nested with ``__``: ``TTRL_QUEUE__LEASE_S=60``), the ``--config FILE`` YAML, the shipped
+``configs/default.yaml``, then the defaults below. YAML files are deep-merged, so a user file
+only names what it changes.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from ttrl.answers.config import AnswersConfig
+from ttrl.engines.config import EngineConfig
+from ttrl.rl.config import RLConfig
+
+DEFAULT_DB_URL = "sqlite:///ttrl.db"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is unusable; the message names it."""
+
+
+class QueueConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lease_s: float = Field(300.0, gt=0, description="Claim lifetime after the last renewal.")
+    max_attempts: int = Field(3, ge=1, description="Claims of one pass before it is failed.")
+    claim_batch: int = Field(8, ge=1, description="Problems claimed per round.")
+    default_passes: int = Field(1, ge=1, description="Passes wanted when a problem omits it.")
+
+
+class IntakeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_prompt_chars: int = Field(32768, ge=1)
+    max_line_bytes: int = Field(1 << 20, ge=1)
+    default_batch: str = "default"
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one ttrl process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TTRL_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    db_url: str = DEFAULT_DB_URL
+    queue: QueueConfig = QueueConfig()
+    intake: IntakeConfig = IntakeConfig()
+    answers: AnswersConfig = AnswersConfig()
+    engine: EngineConfig = EngineConfig()
+    rl: RLConfig = RLConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFilesSource(settings_cls))
+
+
+_yaml_files: ContextVar[tuple[Path, ...]] = ContextVar("ttrl_yaml_files", default=())
+
+
+class _YamlFilesSource(PydanticBaseSettingsSource):
+    """Deep-merges the YAML files chosen by :func:`load_settings`, later files winning."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ supplies the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for path in _yaml_files.get():
+            merged = deep_merge(merged, read_yaml(path))
+        return merged
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated by ``override``, recursing into nested mappings."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one YAML config file; a clear :class:`ConfigError` when it is unusable."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top, not {type(data).__name__}")
+    return data
+
+
+def default_config_path() -> Path:
+    """The shipped ``configs/default.yaml``."""
+    return Path(str(resources.files("ttrl.configs") / "default.yaml"))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective :class:`Settings` (see the module docstring for precedence).
+
+    ``overrides`` with value ``None`` are ignored, so CLI options can be passed straight through.
+    """
+    files = (default_config_path(),) + ((Path(config_file),) if config_file else ())
+    token = _yaml_files.set(files)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _yaml_files.reset(token)

@@ -1,0 +1,310 @@
+"""The problem queue: every state transition of a problem, each one SQL statement, here only.
+
+States and transitions::
+
+    queued --claim--> claimed --complete_pass--> queued (more passes wanted) | done
+                      claimed --fail / reap-----> queued (attempts left)     | failed
+                      claimed --release-------->  queued (attempt not counted)
+
+A claim is a lease: ``claimed_by`` owns the problem until ``lease_until``; ``renew`` extends it,
+``reap`` returns expired leases to the queue. Transitions by a worker that no longer holds the
+lease raise :class:`LeaseLost` and change nothing. Claim order: priority (high first), then FIFO.
+Every function takes a Connection inside the caller's transaction (``ttrl.db.transaction``),
+so the daemon can advance a problem in the same transaction that stores its vote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from ttrl.db.connection import is_postgres, utcnow
+from ttrl.db.models import Problem
+
+P = Problem.__table__.c
+
+# Rows per INSERT statement when enqueueing: well under SQLite's 32,766 bound parameters.
+_INSERT_CHUNK = 500
+
+
+class LeaseLost(RuntimeError):
+    """The worker no longer holds the problem's lease (expired and reaped, or never held)."""
+
+
+@dataclass(frozen=True)
+class NewProblem:
+    """A problem to enqueue, as validated by ``ttrl.intake``."""
+
+    prompt: str
+    external_id: str | None = None
+    reference_answer: str | None = None
+    batch: str = "default"
+    passes: int = 1
+    priority: int = 0
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedProblem:
+    id: int
+    external_id: str | None
+    batch: str
+    prompt: str
+    meta: dict[str, Any] | None
+    passes_done: int
+    passes_wanted: int
+    priority: int
+    attempts: int
+    lease_until: datetime
+
+
+@dataclass
+class EnqueueResult:
+    inserted: int = 0
+    already_present: list[str] = field(default_factory=list)
+
+
+def enqueue(conn: Connection, problems: Iterable[NewProblem]) -> EnqueueResult:
+    """Insert problems as ``queued``. A problem whose ``external_id`` exists is left as it is."""
+    insert = postgresql.insert if is_postgres(conn) else sqlite.insert
+    now = utcnow()
+    result = EnqueueResult()
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not chunk:
+            return
+        stmt = insert(Problem).on_conflict_do_nothing(index_elements=["external_id"])
+        new_ids = set(
+            conn.execute(stmt.values(chunk).returning(P.external_id)).scalars().all()
+        )
+        result.inserted += len(
+            [r for r in chunk if r["external_id"] is None or r["external_id"] in new_ids]
+        )
+        result.already_present.extend(
+            r["external_id"]
+            for r in chunk
+            if r["external_id"] is not None and r["external_id"] not in new_ids
+        )
+        chunk.clear()
+
+    for p in problems:
+        chunk.append(
+            {
+                "external_id": p.external_id,
+                "batch": p.batch,
+                "prompt": p.prompt,
+                "reference_answer": p.reference_answer,
+                "meta": p.meta,
+                "status": "queued",
+                "priority": p.priority,
+                "passes_wanted": p.passes,
+                "passes_done": 0,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        if len(chunk) >= _INSERT_CHUNK:
+            flush()
+    flush()
+    return result
+
+
+def claim(
+    conn: Connection, k: int, worker: str, lease_s: float, now: datetime | None = None
+) -> list[ClaimedProblem]:
+    """Atomically move up to ``k`` queued problems to ``claimed`` by ``worker``.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass each other. SQLite:
+    the caller's write transaction (``BEGIN IMMEDIATE``) serialises claimers.
+    """
+    if k < 1:
+        raise ValueError(f"claim k must be >= 1, got {k}")
+    now = now or utcnow()
+    lease_until = now + timedelta(seconds=lease_s)
+    pick = (
+        select(P.id)
+        .where(P.status == "queued")
+        .order_by(P.priority.desc(), P.id)
+        .limit(k)
+    )
+    if is_postgres(conn):
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(Problem)
+        .where(P.id.in_(pick.scalar_subquery()))
+        .values(
+            status="claimed",
+            claimed_by=worker,
+            lease_until=lease_until,
+            attempts=P.attempts + 1,
+            updated_at=now,
+        )
+        .returning(
+            P.id,
+            P.external_id,
+            P.batch,
+            P.prompt,
+            P.meta,
+            P.passes_done,
+            P.passes_wanted,
+            P.priority,
+            P.attempts,
+            P.lease_until,
+        )
+    )
+    rows = [ClaimedProblem(**row._mapping) for row in conn.execute(stmt)]
+    rows.sort(key=lambda r: (-r.priority, r.id))
+    return rows
+
+
+def renew(
+    conn: Connection,
+    ids: Sequence[int],
+    worker: str,
+    lease_s: float,
+    now: datetime | None = None,
+) -> set[int]:
+    """Extend the leases ``worker`` still holds; returns the ids renewed (the rest are lost)."""
+    if not ids:
+        return set()
+    now = now or utcnow()
+    stmt = (
+        update(Problem)
+        .where(_held_by(worker), P.id.in_(list(ids)))
+        .values(lease_until=now + timedelta(seconds=lease_s), updated_at=now)
+        .returning(P.id)
+    )
+    return set(conn.execute(stmt).scalars())
+
+
+def complete_pass(
+    conn: Connection,
+    problem_id: int,
+    worker: str,
+    answer: str | None = None,
+    share: float | None = None,
+    version: int | None = None,
+) -> str:
+    """Record one finished pass: requeue for the next pass, or mark ``done``.
+
+    The answer columns always hold the label voted by the newest pass. Returns the new status.
+    """
+    new_status = case((P.passes_done + 1 >= P.passes_wanted, "done"), else_="queued")
+    stmt = (
+        update(Problem)
+        .where(_held_by(worker), P.id == problem_id)
+        .values(
+            status=new_status,
+            passes_done=P.passes_done + 1,
+            attempts=0,
+            claimed_by=None,
+            lease_until=None,
+            last_error=None,
+            answer=answer,
+            answer_share=share,
+            answer_version=version,
+            updated_at=utcnow(),
+        )
+        .returning(P.status)
+    )
+    status = conn.execute(stmt).scalar_one_or_none()
+    if status is None:
+        raise LeaseLost(f"problem {problem_id} is not claimed by worker {worker!r}")
+    return status
+
+
+def fail(conn: Connection, problem_id: int, worker: str, reason: str, max_attempts: int) -> str:
+    """An attempt at the current pass failed: requeue it, or mark ``failed`` after
+    ``max_attempts`` claims. Returns the new status."""
+    stmt = (
+        update(Problem)
+        .where(_held_by(worker), P.id == problem_id)
+        .values(
+            status=_retry_or_fail(max_attempts),
+            claimed_by=None,
+            lease_until=None,
+            last_error=reason,
+            updated_at=utcnow(),
+        )
+        .returning(P.status)
+    )
+    status = conn.execute(stmt).scalar_one_or_none()
+    if status is None:
+        raise LeaseLost(f"problem {problem_id} is not claimed by worker {worker!r}")
+    return status
+
+
+def release(conn: Connection, ids: Sequence[int], worker: str) -> int:
+    """Give claimed problems back untouched (e.g. on shutdown); the attempt is not counted."""
+    if not ids:
+        return 0
+    stmt = (
+        update(Problem)
+        .where(_held_by(worker), P.id.in_(list(ids)))
+        .values(
+            status="queued",
+            claimed_by=None,
+            lease_until=None,
+            attempts=func.greatest(P.attempts - 1, 0)
+            if is_postgres(conn)
+            else func.max(P.attempts - 1, 0),
+            updated_at=utcnow(),
+        )
+    )
+    return conn.execute(stmt).rowcount
+
+
+def reap(conn: Connection, max_attempts: int, now: datetime | None = None) -> int:
+    """Return every expired lease to the queue (or fail it after ``max_attempts`` claims)."""
+    now = now or utcnow()
+    stmt = (
+        update(Problem)
+        .where(P.status == "claimed", P.lease_until < now)
+        .values(
+            status=_retry_or_fail(max_attempts),
+            last_error=case(
+                (P.attempts >= max_attempts, "lease expired on the last allowed attempt"),
+                else_="lease expired",
+            ),
+            claimed_by=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    return conn.execute(stmt).rowcount
+
+
+def requeue_failed(conn: Connection, batch: str | None = None) -> int:
+    """Give ``failed`` problems a fresh set of attempts (an operator's retry)."""
+    stmt = (
+        update(Problem)
+        .where(P.status == "failed", *([P.batch == batch] if batch is not None else []))
+        .values(status="queued", attempts=0, updated_at=utcnow())
+    )
+    return conn.execute(stmt).rowcount
+
+
+def depth(conn: Connection) -> list[tuple[str, str, int]]:
+    """``(batch, status, count)`` for every batch and status present."""
+    stmt = (
+        select(P.batch, P.status, func.count())
+        .group_by(P.batch, P.status)
+        .order_by(P.batch, P.status)
+    )
+    return [(b, s, n) for b, s, n in conn.execute(stmt)]
+
+
+def _held_by(worker: str) -> Any:
+    return and_(P.status == "claimed", P.claimed_by == worker)
+
+
+def _retry_or_fail(max_attempts: int) -> Any:
+    return case((P.attempts >= max_attempts, "failed"), else_="queued")

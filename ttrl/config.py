@@ -53,9 +53,7 @@ class IntakeConfig(BaseModel):
 class Settings(BaseSettings):
     """Effective configuration of one ttrl process."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TTRL_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="TTRL_", env_nested_delimiter="__", extra="forbid")
 
     db_url: str = DEFAULT_DB_URL
     queue: QueueConfig = QueueConfig()
@@ -114,7 +112,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping at the top, not {type(data).__name__}"
+        )
     return data
 
 

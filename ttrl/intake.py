@@ -48,9 +48,7 @@ def guess_format(name: str, first_bytes: bytes) -> Format:
     return "jsonl" if first_bytes.lstrip()[:1] == b"{" else "csv"
 
 
-def parse(
-    stream: BinaryIO, fmt: Format, cfg: IntakeConfig, default_passes: int = 1
-) -> Parsed:
+def parse(stream: BinaryIO, fmt: Format, cfg: IntakeConfig, default_passes: int = 1) -> Parsed:
     """Read every record of ``stream``; never raises for bad content."""
     out = Parsed()
     first_line_of_id: dict[str, int] = {}
@@ -211,11 +209,13 @@ def _csv_records(stream: BinaryIO, cfg: IntakeConfig) -> Iterator[RecordOrError]
                 yield line, error
             elif any(cell.strip() for cell in row):
                 if len(row) != len(header):
-                    yield line, InvalidRecord(
-                        f"expected {len(header)} columns as in the header, got {len(row)}"
+                    yield (
+                        line,
+                        InvalidRecord(
+                            f"expected {len(header)} columns as in the header, got {len(row)}"
+                        ),
                     )
                 else:
                     yield line, dict(zip(header, row, strict=True))
     except csv.Error as exc:
         yield start, InvalidRecord(f"malformed CSV: {exc}")
-

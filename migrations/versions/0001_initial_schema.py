@@ -13,14 +13,21 @@ branch_labels = None
 depends_on = None
 
 
+def _utc_now() -> sa.TextClause:
+    if op.get_bind().dialect.name == "postgresql":
+        return sa.text("(now() AT TIME ZONE 'utc')")
+    return sa.text("CURRENT_TIMESTAMP")  # SQLite's is UTC
+
+
 def upgrade() -> None:
+    now = _utc_now()
     op.create_table(
         "model_versions",
         sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("parent", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("path", sa.Text(), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False, server_default="active"),
         sa.Column("loss", sa.Float(), nullable=True),
         sa.Column("kl", sa.Float(), nullable=True),
         sa.Column("entropy", sa.Float(), nullable=True),
@@ -46,23 +53,23 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("external_id", sa.String(length=255), nullable=True),
-        sa.Column("batch", sa.String(length=255), nullable=False),
+        sa.Column("batch", sa.String(length=255), nullable=False, server_default="default"),
         sa.Column("prompt", sa.Text(), nullable=False),
         sa.Column("reference_answer", sa.Text(), nullable=True),
         sa.Column("meta", sa.JSON(), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column("passes_wanted", sa.Integer(), nullable=False),
-        sa.Column("passes_done", sa.Integer(), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False, server_default="queued"),
+        sa.Column("priority", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("passes_wanted", sa.Integer(), nullable=False, server_default="1"),
+        sa.Column("passes_done", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("claimed_by", sa.String(length=255), nullable=True),
         sa.Column("lease_until", sa.DateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("answer", sa.Text(), nullable=True),
         sa.Column("answer_share", sa.Float(), nullable=True),
         sa.Column("answer_version", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False, server_default=now),
+        sa.Column("updated_at", sa.DateTime(), nullable=False, server_default=now),
         sa.CheckConstraint(
             "status IN ('queued', 'claimed', 'done', 'failed')", name="ck_problems_status"
         ),

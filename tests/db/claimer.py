@@ -30,8 +30,17 @@ def drain(url: str, worker: str, out_path: str) -> None:
                 conn.execute(
                     insert(Vote),
                     [
-                        dict(problem_id=c.id, pass_index=c.passes_done, model_version=0, n=1,
-                             share=1.0, n_distinct=1, tie=False, worker=worker, created_at=now)
+                        dict(
+                            problem_id=c.id,
+                            pass_index=c.passes_done,
+                            model_version=0,
+                            n=1,
+                            share=1.0,
+                            n_distinct=1,
+                            tie=False,
+                            worker=worker,
+                            created_at=now,
+                        )
                         for c in claimed
                     ],
                 )

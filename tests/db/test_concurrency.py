@@ -59,7 +59,9 @@ def test_workers_drain_queue_exactly_once_per_pass(
     engine.dispose()
 
 
-def test_dead_workers_problems_are_reclaimed_after_lease(engine: Engine, db_url: str, tmp_path: Path) -> None:
+def test_dead_workers_problems_are_reclaimed_after_lease(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
     with transaction(engine) as conn:
         queue.enqueue(conn, [NewProblem(f"p{i}") for i in range(5)])
     out = tmp_path / "dead.txt"

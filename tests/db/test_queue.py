@@ -163,9 +163,24 @@ def test_depth_counts_by_batch_and_status(engine: Engine) -> None:
     add(engine, NewProblem("a", batch="b1"), NewProblem("b", batch="b1"), NewProblem("c"))
     claim(engine, 1)
     with transaction(engine, write=False) as conn:
-        assert queue.depth(conn) == [("b1", "claimed", 1), ("b1", "queued", 1), ("default", "queued", 1)]
+        assert queue.depth(conn) == [
+            ("b1", "claimed", 1),
+            ("b1", "queued", 1),
+            ("default", "queued", 1),
+        ]
 
 
 def test_claim_rejects_nonpositive_k(engine: Engine) -> None:
     with transaction(engine) as conn, pytest.raises(ValueError, match="k must be >= 1"):
         queue.claim(conn, 0, "w", 10)
+
+
+def test_plain_sql_insert_needs_only_a_prompt(engine: Engine) -> None:
+    from sqlalchemy import text
+
+    with transaction(engine) as conn:
+        conn.execute(text("INSERT INTO problems (prompt) VALUES ('from a dashboard')"))
+    (c,) = claim(engine, 1)
+    assert (c.prompt, c.batch, c.passes_wanted, c.priority) == ("from a dashboard", "default", 1, 0)
+    created = row(engine, c.id).created_at
+    assert abs((created - utcnow()).total_seconds()) < 120, "server default must be UTC"

@@ -21,8 +21,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text as sql,
 )
+from sqlalchemy import text as sql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
@@ -43,22 +43,23 @@ class Problem(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    batch: Mapped[str] = mapped_column(String(255), default="default")
+    batch: Mapped[str] = mapped_column(String(255), server_default="default")
     prompt: Mapped[str] = mapped_column(Text)
     # ONLY for dashboards: never read by the reward path.
     reference_answer: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
-    priority: Mapped[int] = mapped_column(Integer, default=0)
-    passes_wanted: Mapped[int] = mapped_column(Integer, default=1)
-    passes_done: Mapped[int] = mapped_column(Integer, default=0)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    passes_wanted: Mapped[int] = mapped_column(Integer, server_default="1")
+    passes_done: Mapped[int] = mapped_column(Integer, server_default="0")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
     answer_share: Mapped[float | None] = mapped_column(Float)
     answer_version: Mapped[int | None] = mapped_column(Integer)
+    # Server defaults (UTC now) come from the migration, so plain SQL INSERTs need only a prompt.
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -94,7 +95,7 @@ class ModelVersion(Base):
     parent: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     path: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
     loss: Mapped[float | None] = mapped_column(Float)
     kl: Mapped[float | None] = mapped_column(Float)
     entropy: Mapped[float | None] = mapped_column(Float)

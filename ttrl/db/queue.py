@@ -81,9 +81,7 @@ def enqueue(conn: Connection, problems: Iterable[NewProblem]) -> EnqueueResult:
         if not chunk:
             return
         stmt = insert(Problem).on_conflict_do_nothing(index_elements=["external_id"])
-        new_ids = set(
-            conn.execute(stmt.values(chunk).returning(P.external_id)).scalars().all()
-        )
+        new_ids = set(conn.execute(stmt.values(chunk).returning(P.external_id)).scalars().all())
         result.inserted += len(
             [r for r in chunk if r["external_id"] is None or r["external_id"] in new_ids]
         )
@@ -129,12 +127,7 @@ def claim(
         raise ValueError(f"claim k must be >= 1, got {k}")
     now = now or utcnow()
     lease_until = now + timedelta(seconds=lease_s)
-    pick = (
-        select(P.id)
-        .where(P.status == "queued")
-        .order_by(P.priority.desc(), P.id)
-        .limit(k)
-    )
+    pick = select(P.id).where(P.status == "queued").order_by(P.priority.desc(), P.id).limit(k)
     if is_postgres(conn):
         pick = pick.with_for_update(skip_locked=True)
     stmt = (

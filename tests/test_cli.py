@@ -1,0 +1,143 @@
+"""The real `ttrl` executable, end to end, against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from ttrl.db import make_engine, transaction
+from ttrl.db.models import Problem
+
+TTRL = str(Path(sys.executable).with_name("ttrl"))
+
+
+def ttrl(
+    *args: str,
+    db: str,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "TTRL_DB_URL": db, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [TTRL, *args],
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def count(db: str) -> int:
+    engine = make_engine(db)
+    with transaction(engine, write=False) as conn:
+        n = conn.execute(select(func.count()).select_from(Problem)).scalar_one()
+    engine.dispose()
+    return n
+
+
+GOOD = '{"prompt": "1+1?", "id": "a", "reference_answer": "2"}\n{"prompt": "2+2?", "id": "b"}\n'
+BAD = GOOD + '{"prompt": ""}\nnot json\n'
+
+
+def test_enqueue_rejects_whole_file_or_skips_invalid(db_url: str, tmp_path: Path) -> None:
+    assert ttrl("db", "upgrade", db=db_url).returncode == 0
+    f = tmp_path / "problems.jsonl"
+    f.write_text(BAD)
+
+    r = ttrl("enqueue", str(f), db=db_url)
+    assert r.returncode == 1
+    assert f"{f}: line 3: missing prompt" in r.stderr
+    assert f"{f}: line 4: malformed JSON" in r.stderr
+    assert "nothing was inserted" in r.stderr
+    assert count(db_url) == 0
+
+    r = ttrl("enqueue", str(f), "--skip-invalid", db=db_url)
+    assert r.returncode == 3, r.stderr
+    assert "inserted 2, already present 0, invalid 2" in r.stdout
+    assert count(db_url) == 2
+
+    good = tmp_path / "good.jsonl"
+    good.write_text(GOOD)
+    r = ttrl("enqueue", str(good), db=db_url)
+    assert r.returncode == 0
+    assert "inserted 0, already present 2, invalid 0" in r.stdout
+
+    csv_in = b"prompt,batch\nfrom stdin,piped\n"
+    r = ttrl("enqueue", "-", db=db_url, stdin=csv_in)
+    assert r.returncode == 0 and "inserted 1" in r.stdout
+
+    r = ttrl("status", db=db_url)
+    assert r.returncode == 0
+    assert "default" in r.stdout and "piped" in r.stdout
+    assert count(db_url) == 3
+
+
+def test_commands_on_an_unmigrated_database_say_what_to_do(
+    fresh_sqlite_url: str, tmp_path: Path
+) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text(GOOD)
+    r = ttrl("enqueue", str(f), db=fresh_sqlite_url)
+    assert r.returncode == 2
+    assert "run `ttrl db upgrade` first" in r.stderr
+    r = ttrl("db", "current", db=fresh_sqlite_url)
+    assert "current: none" in r.stdout
+
+
+def test_db_upgrade_current_downgrade(db_url: str) -> None:
+    r = ttrl("db", "upgrade", db=db_url)
+    assert r.returncode == 0 and "schema at revision 0001" in r.stdout
+    assert "current: 0001  head: 0001" in ttrl("db", "current", db=db_url).stdout
+    r = ttrl("db", "downgrade", "base", db=db_url)
+    assert r.returncode == 0 and "base (empty)" in r.stdout
+
+
+def test_default_database_is_a_sqlite_file_in_the_working_directory(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TTRL_DB_URL"}
+    r = subprocess.run(
+        [TTRL, "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ttrl.db").exists()
+
+
+def test_config_show_reflects_env_and_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("queue:\n  max_attempts: 9\n")
+    r = ttrl(
+        "config",
+        "show",
+        "--config",
+        str(f),
+        db="sqlite:///x.db",
+        env={"TTRL_QUEUE__LEASE_S": "12.5"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "db_url: sqlite:///x.db" in r.stdout
+    assert "lease_s: 12.5" in r.stdout and "max_attempts: 9" in r.stdout
+    r = ttrl("config", "show", "--config", str(tmp_path / "missing.yaml"), db="sqlite:///x.db")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    r = ttrl("status", db="postgresql://postgres@127.0.0.1:1/nowhere")
+    assert r.returncode == 2
+    assert "cannot use database postgresql+psycopg://postgres@127.0.0.1:1/nowhere" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["enqueue", "/no/such/file.jsonl"], ["enqueue", "x", "--format", "xml"]]
+)
+def test_bad_arguments(args: list[str], fresh_sqlite_url: str) -> None:
+    r = ttrl(*args, db=fresh_sqlite_url)
+    assert r.returncode == 2
+    assert "error:" in r.stderr

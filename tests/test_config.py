@@ -1,0 +1,79 @@
+"""The configuration tree: shipped defaults, --config files, TTRL_* variables, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from ttrl.config import (
+    DEFAULT_DB_URL,
+    ConfigError,
+    Settings,
+    deep_merge,
+    default_config_path,
+    load_settings,
+)
+
+
+def test_shipped_default_yaml_loads_and_names_only_known_fields() -> None:
+    shipped = yaml.safe_load(default_config_path().read_text())
+    cfg = load_settings()
+    assert cfg.db_url == shipped["db_url"] == DEFAULT_DB_URL
+    assert cfg.queue.lease_s == shipped["queue"]["lease_s"]
+    Settings.model_validate(shipped)  # extra="forbid": a typo in the shipped file fails here
+
+
+def test_config_file_deep_merges_over_defaults(tmp_path: Path) -> None:
+    f = tmp_path / "mine.yaml"
+    f.write_text("queue:\n  lease_s: 42\n")
+    cfg = load_settings(f)
+    assert cfg.queue.lease_s == 42
+    assert cfg.queue.max_attempts == load_settings().queue.max_attempts
+
+
+def test_environment_beats_file_and_override_beats_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "mine.yaml"
+    f.write_text("db_url: sqlite:///from-file.db\nqueue:\n  lease_s: 42\n")
+    monkeypatch.setenv("TTRL_QUEUE__LEASE_S", "7")
+    monkeypatch.setenv("TTRL_DB_URL", "sqlite:///from-env.db")
+    cfg = load_settings(f)
+    assert (cfg.queue.lease_s, cfg.db_url) == (7, "sqlite:///from-env.db")
+    assert load_settings(f, db_url="sqlite:///from-cli.db").db_url == "sqlite:///from-cli.db"
+    assert load_settings(f, db_url=None).db_url == "sqlite:///from-env.db"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("queue: [1, 2\n", "not valid YAML"), ("- a\n- b\n", "must hold a mapping")],
+)
+def test_unusable_files_are_named(tmp_path: Path, content: str, message: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(content)
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_settings(f)
+    assert str(f) in str(exc.value)
+
+
+def test_missing_file_and_unknown_or_invalid_fields(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+    f = tmp_path / "typo.yaml"
+    f.write_text("queue:\n  leas_s: 3\n")
+    with pytest.raises(ValidationError, match="leas_s"):
+        load_settings(f)
+    f.write_text("queue:\n  lease_s: -1\n")
+    with pytest.raises(ValidationError, match="lease_s"):
+        load_settings(f)
+
+
+def test_deep_merge() -> None:
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"b": 3}, "e": 4}) == {
+        "a": {"b": 3, "c": 2},
+        "d": 1,
+        "e": 4,
+    }

@@ -1,0 +1,107 @@
+"""Parsing and validating problem files: every bad line named, good lines kept."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from ttrl.config import IntakeConfig
+from ttrl.intake import guess_format, parse
+
+CFG = IntakeConfig(max_prompt_chars=50, max_line_bytes=200)
+
+
+def run(data: bytes, fmt: str = "jsonl"):
+    return parse(io.BytesIO(data), fmt, CFG)  # type: ignore[arg-type]
+
+
+def test_jsonl_all_fields() -> None:
+    parsed = run(
+        b'{"prompt": "1+1?", "id": 7, "reference_answer": 2, "batch": "b", "passes": 3,'
+        b' "priority": -1, "meta": {"src": "x"}}\n\n'
+    )
+    assert parsed.errors == []
+    (p,) = parsed.problems
+    assert (p.prompt, p.external_id, p.reference_answer, p.batch, p.passes, p.priority) == (
+        "1+1?",
+        "7",
+        "2",
+        "b",
+        3,
+        -1,
+    )
+    assert p.meta == {"src": "x"}
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"id": "a"}', "missing prompt"),
+        (b'{"prompt": "   "}', "missing prompt"),
+        (b'{"prompt": 5}', "missing prompt"),
+        (b'{"prompt": "x",', "malformed JSON"),
+        (b'["prompt"]', "expected a JSON object"),
+        (b'{"prompt": "x", "passes": "two"}', "'passes' must be an integer"),
+        (b'{"prompt": "x", "passes": 0}', "'passes' must be >= 1"),
+        (b'{"prompt": "x", "priority": true}', "'priority' must be an integer"),
+        (b'{"prompt": "x", "meta": [1]}', "'meta' must be a JSON object"),
+        (b'{"prompt": "x", "batch": 3}', "'batch' must be a string"),
+        (b'{"prompt": "x", "promt": "y"}', "unknown field(s) promt"),
+        (b'{"prompt": "' + b"x" * 60 + b'"}', "over the limit of 50"),
+        (b'{"prompt": "' + b"x" * 300 + b'"}', "over the limit of 200 (intake.max_line_bytes)"),
+        (b'{"prompt": "caf\xe9"}', "not valid UTF-8 (byte 0xe9 at column 16)"),
+    ],
+)
+def test_each_bad_line_is_reported_and_good_lines_kept(line: bytes, reason: str) -> None:
+    parsed = run(b'{"prompt": "good 1"}\n' + line + b'\n{"prompt": "good 2"}\n')
+    assert [p.prompt for p in parsed.problems] == ["good 1", "good 2"]
+    (bad,) = parsed.errors
+    assert bad.line == 2
+    assert reason in bad.reason
+
+
+def test_duplicate_ids_in_one_file() -> None:
+    parsed = run(b'{"prompt": "a", "id": "x"}\n{"prompt": "b", "id": "x"}\n')
+    assert len(parsed.problems) == 1
+    assert parsed.errors[0].reason == "duplicate id 'x' (first on line 1)"
+
+
+def test_csv_with_multiline_fields_and_bad_rows() -> None:
+    data = (
+        b"prompt,id,passes,meta\n"
+        b'"What is\n1+1?",a,2,"{""k"": 1}"\n'
+        b"plain,b,,\n"
+        b"bad passes,c,x,\n"
+        b"too,many,columns,here,!\n"
+        b"\xff\xfe,d,,\n"
+    )
+    parsed = run(data, "csv")
+    assert [(p.prompt, p.external_id, p.passes, p.meta) for p in parsed.problems] == [
+        ("What is\n1+1?", "a", 2, {"k": 1}),
+        ("plain", "b", 1, None),
+    ]
+    assert [(e.line, e.reason.split(" ")[0]) for e in parsed.errors] == [
+        (5, "field"),
+        (6, "expected"),
+        (7, "not"),
+    ]
+
+
+def test_csv_without_prompt_column() -> None:
+    parsed = run(b"question,id\nx,1\n", "csv")
+    assert parsed.problems == []
+    assert "must name a 'prompt' column" in parsed.errors[0].reason
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "fmt"),
+    [
+        ("a.csv", b"{", "csv"),
+        ("a.jsonl", b"p", "jsonl"),
+        ("-", b'  {"p', "jsonl"),
+        ("-", b"prompt,", "csv"),
+    ],
+)
+def test_guess_format(name: str, head: bytes, fmt: str) -> None:
+    assert guess_format(name, head) == fmt

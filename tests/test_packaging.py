@@ -1,0 +1,31 @@
+"""Every subpackage of ttrl/ is listed in pyproject.toml, so the wheel carries it."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_declared() -> None:
+    declared = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "ttrl").rglob("__init__.py")
+    }
+    assert found <= declared, f"add to [tool.setuptools] packages: {sorted(found - declared)}"
+
+
+def test_import_ttrl_pulls_no_gpu_stack() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ttrl, ttrl.cli; "
+        "print(sorted(m for m in ('vllm', 'deepspeed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

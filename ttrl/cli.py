@@ -20,6 +20,7 @@ from ttrl import intake
 from ttrl.config import ConfigError, Settings, load_settings
 from ttrl.db import make_engine, migrate, queue, transaction
 from ttrl.db.migrate import SchemaOutOfDate
+from ttrl.toy.cli import eval_command, toy_app
 
 app = typer.Typer(
     help="ttrl: a test-time reinforcement-learning daemon.",
@@ -30,6 +31,8 @@ db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(toy_app, name="toy")
+app.command("eval")(eval_command)
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -188,6 +191,19 @@ def status(config: ConfigOpt = None, db: DbOpt = None) -> None:
     if not by_batch:
         table.caption = "the queue is empty: add problems with `ttrl enqueue FILE`"
     out.print(table)
+
+
+@app.command("serve")
+def serve(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Run the daemon: answer the queue by majority vote and learn from it, until SIGTERM."""
+    cfg = settings(config, db)
+    from ttrl.daemon.health import setup_logging
+    from ttrl.daemon.service import Service
+
+    setup_logging()
+    with database(cfg):  # clear errors for an unreachable or old database, before loading
+        pass
+    raise typer.Exit(Service(cfg).run())
 
 
 def main() -> None:

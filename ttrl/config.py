@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from ttrl.answers.config import AnswersConfig
+from ttrl.daemon.config import DaemonConfig
 from ttrl.engines.config import EngineConfig
 from ttrl.rl.config import RLConfig
 
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     answers: AnswersConfig = AnswersConfig()
     engine: EngineConfig = EngineConfig()
     rl: RLConfig = RLConfig()
+    daemon: DaemonConfig = DaemonConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,45 @@
+"""What the service tells the outside world: systemd notifications and its log format."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from loguru import logger
+
+
+def under_systemd() -> bool:
+    """True when stdout/stderr go to the journal (systemd sets JOURNAL_STREAM)."""
+    return "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Readable lines on a terminal, JSON lines under systemd (one object per record)."""
+    logger.remove()
+    if under_systemd():
+        logger.add(sys.stderr, level=level, serialize=True)
+    else:
+        logger.add(
+            sys.stderr,
+            level=level,
+            format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}",
+        )
+
+
+def sd_notify(**fields: str | int) -> bool:
+    """Send ``KEY=value`` lines to systemd's notify socket (sd_notify(3)); a no-op, returning
+    False, when the process was not started by systemd with Type=notify."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace socket
+        address = "\0" + address[1:]
+    message = "\n".join(f"{k.upper()}={v}" for k, v in fields.items()).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(message, address)
+        except OSError as exc:
+            logger.warning("sd_notify to {} failed: {}", address, exc)
+            return False
+    return True

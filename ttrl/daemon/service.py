@@ -1,0 +1,355 @@
+"""The service loop: claim, sample, vote, store; train on a schedule; hot-swap. Forever.
+
+One thread samples and trains (they share the device); APScheduler threads renew leases,
+reap expired ones, beat the heart, prune old rollout texts and raise the update timer.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from loguru import logger
+from sqlalchemy import Engine as SqlEngine
+from sqlalchemy.exc import IntegrityError
+
+from ttrl import answers
+from ttrl.answers import equivalent, extract, vote
+from ttrl.config import Settings
+from ttrl.daemon import store
+from ttrl.daemon.grading import grade
+from ttrl.daemon.health import sd_notify
+from ttrl.db import make_engine, migrate, queue, transaction, utcnow
+from ttrl.db.queue import ClaimedProblem, LeaseLost
+from ttrl.engines import Completion, Engine, load_engine, resolve_model_path
+from ttrl.rl.batch import Rollout, RolloutGroup
+
+
+@dataclass
+class Counters:
+    voted: int = 0
+    rollouts: int = 0
+    updates: int = 0
+    skipped_updates: int = 0
+
+
+class Service:
+    """``ttrl serve``: construct with the effective settings, then :meth:`run`."""
+
+    def __init__(self, cfg: Settings) -> None:
+        self.cfg = cfg
+        self.d = cfg.daemon
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stopping = threading.Event()
+        self.update_due = threading.Event()
+        self.in_flight: list[int] = []
+        self.counters = Counters()
+        self.db: SqlEngine = make_engine(cfg.db_url)
+        self.engine: Engine | None = None
+        self.trainer: Any = None  # ttrl.rl.trainer.Trainer, imported lazily (torch)
+        self.version = 0
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the process exit code."""
+        migrate.require_head(self.db)
+        with transaction(self.db) as conn:
+            store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), "all")
+        self._install_signal_handlers()
+        self._load_models()
+        self._start_jobs()
+        self._beat("serving")
+        sd_notify(ready=1, status=f"serving version {self.version}")
+        logger.info("worker {} serving version {}", self.worker_id, self.version)
+        try:
+            while not self.stopping.is_set():
+                worked = self.step()
+                sd_notify(watchdog=1, status=self._status_line())
+                if not worked:
+                    self.stopping.wait(self.d.poll_s)
+        finally:
+            self._shutdown()
+        return 0
+
+    def step(self) -> bool:
+        """One round: a claimed batch voted and stored, then an update if one is due.
+        Returns False when the queue was empty."""
+        with transaction(self.db) as conn:
+            claimed = queue.claim(
+                conn, self.cfg.queue.claim_batch, self.worker_id, self.cfg.queue.lease_s
+            )
+        if claimed:
+            self.in_flight = [c.id for c in claimed]
+            try:
+                self._answer(claimed)
+            finally:
+                self.in_flight = []
+        self._maybe_update()
+        return bool(claimed)
+
+    def _shutdown(self) -> None:
+        sd_notify(stopping=1, status="stopping")
+        self.scheduler.shutdown(wait=False)
+        with transaction(self.db) as conn:
+            released = queue.release(conn, self.in_flight, self.worker_id)
+            store.heartbeat(conn, self.worker_id, state="stopped")
+        logger.info(
+            "stopped: voted {} problems, {} updates ({} released)",
+            self.counters.voted,
+            self.counters.updates,
+            released,
+        )
+        self.db.dispose()
+
+    def _install_signal_handlers(self) -> None:
+        def on_signal(signum: int, _frame: object) -> None:
+            if self.stopping.is_set():
+                return
+            logger.info("{} received: finishing the batch in flight", signal.Signals(signum).name)
+            self.stopping.set()
+            threading.Thread(target=self._grace_timer, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _grace_timer(self) -> None:
+        """After ``grace_s`` give the batch in flight back to the queue and leave."""
+        time.sleep(self.d.grace_s)
+        logger.warning("grace period of {}s over: releasing claims and exiting", self.d.grace_s)
+        with transaction(self.db) as conn:
+            queue.release(conn, list(self.in_flight), self.worker_id)
+            store.heartbeat(conn, self.worker_id, state="stopped")
+        os._exit(0)
+
+    # -- models ----------------------------------------------------------------------------
+
+    def _load_models(self) -> None:
+        """Resume from the newest active version whose files are complete, else the base."""
+        answers.configure(self.cfg.answers)
+        answers.warm_up()
+        base = resolve_model_path(self.cfg.engine.model)
+        with transaction(self.db, write=False) as conn:
+            newest = store.newest_active_version(conn)
+        model_dir = base
+        if newest and newest[1] and (Path(newest[1]) / "config.json").is_file():
+            self.version, model_dir = newest[0], Path(newest[1])
+        elif newest:
+            logger.warning(
+                "version {} has no complete checkpoint at {}; using the base model",
+                newest[0],
+                newest[1],
+            )
+        self.engine = load_engine(self.cfg.engine.model_copy(update={"model": str(model_dir)}))
+        if self.version:
+            self.engine.load_checkpoint(model_dir, self.version)  # type: ignore[attr-defined]
+        if self.d.updates:
+            from ttrl.rl.trainer import Trainer
+
+            self.trainer = Trainer(self.cfg.rl, model_dir, version=self.version)
+        logger.info("model {} at version {}", model_dir, self.version)
+
+    # -- answering -------------------------------------------------------------------------
+
+    def _answer(self, claimed: list[ClaimedProblem]) -> None:
+        assert self.engine is not None
+        completions = self.engine.generate(
+            [c.prompt for c in claimed], n=self.d.votes, sampling=self.cfg.engine.sampling
+        )
+        with transaction(self.db, write=False) as conn:
+            references = store.reference_answers(conn, [c.id for c in claimed])
+        for problem, samples in zip(claimed, completions, strict=True):
+            record = self._vote_record(problem, samples, references.get(problem.id))
+            try:
+                with transaction(self.db) as conn:
+                    store.record_vote(conn, record, self.worker_id)
+                    queue.complete_pass(
+                        conn,
+                        problem.id,
+                        self.worker_id,
+                        record.label,
+                        record.share,
+                        record.model_version,
+                    )
+            except (LeaseLost, IntegrityError) as exc:
+                # Another worker owns this pass now (our lease expired); its vote stands.
+                logger.warning("problem {}: vote dropped: {}", problem.id, exc)
+                continue
+            self.counters.voted += 1
+            self.counters.rollouts += len(samples)
+
+    def _vote_record(
+        self, problem: ClaimedProblem, samples: list[Completion], reference: str | None
+    ) -> store.VoteRecord:
+        answers = [extract(s.text) for s in samples]
+        v = vote(answers)
+        rewards = v.rewards
+        return store.VoteRecord(
+            problem_id=problem.id,
+            pass_index=problem.passes_done,
+            model_version=min(s.model_version for s in samples),
+            label=v.label,
+            label_key=str(v.label_key) if v.label_key is not None else None,
+            share=v.share,
+            n_distinct=v.n_distinct,
+            tie=v.tie,
+            grading=grade(v, answers, reference, equivalent),
+            rollouts=[
+                store.RolloutRecord(
+                    text=s.text,
+                    prompt_token_ids=list(s.prompt_token_ids),
+                    token_ids=list(s.token_ids),
+                    finish_reason=s.finish_reason,
+                    raw_answer=a,
+                    answer_key=str(k) if k is not None else None,
+                    reward=r,
+                )
+                for s, a, k, r in zip(samples, answers, v.keys, rewards, strict=True)
+            ],
+        )
+
+    # -- training --------------------------------------------------------------------------
+
+    def _maybe_update(self) -> None:
+        if self.trainer is None:
+            return
+        min_version = self.version - self.d.max_staleness
+        with transaction(self.db, write=False) as conn:
+            waiting = store.count_untrained_groups(conn, min_version)
+        if waiting and (waiting >= self.d.update_every_groups or self.update_due.is_set()):
+            self.update(min_version)
+
+    def update(self, min_version: int) -> None:
+        """One GRPO update on the untrained votes, then checkpoint, swap and record."""
+        assert self.engine is not None and self.trainer is not None
+        self.update_due.clear()
+        self._reschedule_update_timer()
+        with transaction(self.db, write=False) as conn:
+            stored = store.untrained_rollouts(conn, min_version, self.d.max_groups_per_update)
+        groups = [
+            RolloutGroup(
+                vote_id,
+                [
+                    Rollout(r.prompt_token_ids, r.token_ids, r.reward, r.model_version)
+                    for r in rows
+                    if r.token_ids  # an empty completion has nothing to train
+                ],
+            )
+            for vote_id, rows in stored.items()
+        ]
+        groups = [g for g in groups if g.rollouts]
+        self.engine.sleep()
+        try:
+            metrics = self.trainer.step(groups)
+        finally:
+            self.engine.wake()
+        if metrics.skipped:
+            self.counters.skipped_updates += 1
+            with transaction(self.db) as conn:
+                store.mark_trained(conn, list(stored), self.version)
+            logger.info("update skipped ({}); {} groups consumed", metrics.skip_reason, len(stored))
+            return
+
+        new_version, parent = self.trainer.version, self.version
+        path = self._checkpoint_path(new_version)
+        self.trainer.save_checkpoint(path)  # atomic: files complete before the row below
+        t0 = time.perf_counter()
+        self.engine.update_weights(self.trainer.named_tensors(), new_version)
+        swap_s = time.perf_counter() - t0
+        with transaction(self.db) as conn:
+            store.add_version(
+                conn,
+                new_version,
+                parent,
+                str(path),
+                {
+                    **metrics.as_dict(),
+                    "swap_s": swap_s,
+                    "n_groups": len(groups),
+                    "n_tokens": metrics.tokens,
+                    "train_s": metrics.seconds,
+                },
+            )
+            store.mark_trained(conn, list(stored), new_version)
+        self.version = new_version
+        self.counters.updates += 1
+        self._prune_checkpoints()
+        logger.info(
+            "version {}: {} groups ({} dropped as uniform), loss {:.4f}, reward {:.3f}, "
+            "{:.1f}s train, {:.3f}s swap",
+            new_version,
+            len(groups),
+            metrics.groups_dropped,
+            metrics.loss,
+            metrics.mean_reward,
+            metrics.seconds,
+            swap_s,
+        )
+
+    def _checkpoint_path(self, version: int) -> Path:
+        return Path(self.d.checkpoint_dir) / f"v{version:06d}"
+
+    def _prune_checkpoints(self) -> None:
+        root = Path(self.d.checkpoint_dir)
+        dirs = sorted(p for p in root.glob("v[0-9]*") if p.is_dir())
+        for old in dirs[: -self.d.keep_checkpoints]:
+            if old != self._checkpoint_path(self.version):
+                shutil.rmtree(old, ignore_errors=True)
+
+    # -- scheduled jobs --------------------------------------------------------------------
+
+    def _start_jobs(self) -> None:
+        s, d = self.scheduler, self.d
+        s.add_job(self._renew_leases, "interval", seconds=self.cfg.queue.lease_s / 3, id="renew")
+        s.add_job(self._reap, "interval", seconds=d.reap_every_s, id="reap")
+        s.add_job(self._beat, "interval", seconds=d.heartbeat_s, id="heartbeat")
+        s.add_job(self._retention, "interval", hours=1, id="retention")
+        if d.updates:
+            s.add_job(self.update_due.set, "interval", seconds=d.update_every_s, id="update")
+        s.start()
+
+    def _reschedule_update_timer(self) -> None:
+        if self.scheduler.get_job("update"):
+            self.scheduler.reschedule_job(
+                "update", trigger="interval", seconds=self.d.update_every_s
+            )
+
+    def _renew_leases(self) -> None:
+        ids = list(self.in_flight)
+        if ids:
+            with transaction(self.db) as conn:
+                kept = queue.renew(conn, ids, self.worker_id, self.cfg.queue.lease_s)
+            if len(kept) < len(ids):
+                logger.warning("lost the lease of problems {}", sorted(set(ids) - kept))
+
+    def _reap(self) -> None:
+        with transaction(self.db) as conn:
+            n = queue.reap(conn, self.cfg.queue.max_attempts)
+        if n:
+            logger.info("reaped {} expired leases", n)
+
+    def _beat(self, state: str | None = None) -> None:
+        with transaction(self.db) as conn:
+            store.heartbeat(conn, self.worker_id, state)
+
+    def _retention(self) -> None:
+        cutoff = utcnow() - timedelta(days=self.d.retention_days)
+        with transaction(self.db) as conn:
+            n = store.prune_rollout_texts(conn, cutoff)
+        if n:
+            logger.info("pruned the texts of {} trained rollouts", n)
+
+    def _status_line(self) -> str:
+        c = self.counters
+        return f"version {self.version}, voted {c.voted}, updates {c.updates}"

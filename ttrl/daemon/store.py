@@ -1,0 +1,234 @@
+"""SQL of what the daemon produces: votes with their rollouts, model versions, workers.
+
+The queue's own transitions stay in ``ttrl.db.queue``; functions here take a Connection in
+the caller's transaction, so a vote, its rollouts and the problem's advance commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from ttrl.db.connection import utcnow
+from ttrl.db.models import ModelVersion, Problem, Rollout, Vote, Worker
+
+R = Rollout.__table__.c
+V = Vote.__table__.c
+MV = ModelVersion.__table__.c
+
+
+@dataclass(frozen=True)
+class Grading:
+    """Dashboard-only figures against a reference answer (never used for reward)."""
+
+    label_correct: bool
+    reward_accuracy: float
+    pass_at_1: float
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    text: str
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    finish_reason: str
+    raw_answer: str | None
+    answer_key: str | None
+    reward: float
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    problem_id: int
+    pass_index: int
+    model_version: int
+    label: str | None
+    label_key: str | None
+    share: float
+    n_distinct: int
+    tie: bool
+    grading: Grading | None
+    rollouts: list[RolloutRecord]
+
+
+@dataclass(frozen=True)
+class StoredRollout:
+    vote_id: int
+    problem_id: int
+    model_version: int
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    reward: float
+
+
+def reference_answers(conn: Connection, ids: Sequence[int]) -> dict[int, str | None]:
+    """Reference answers of problems, for grading only."""
+    if not ids:
+        return {}
+    rows = conn.execute(select(Problem.id, Problem.reference_answer).where(Problem.id.in_(ids)))
+    return {pid: ref for pid, ref in rows}
+
+
+def record_vote(conn: Connection, record: VoteRecord, worker: str) -> int:
+    """Insert a vote and its rollouts; returns the vote id. The unique (problem, pass)
+    constraint makes a second vote of the same pass fail instead of double-counting."""
+    now = utcnow()
+    g = record.grading
+    vote_id = conn.execute(
+        insert(Vote)
+        .values(
+            problem_id=record.problem_id,
+            pass_index=record.pass_index,
+            model_version=record.model_version,
+            n=len(record.rollouts),
+            label=record.label,
+            label_key=record.label_key,
+            share=record.share,
+            n_distinct=record.n_distinct,
+            tie=record.tie,
+            label_correct=g.label_correct if g else None,
+            reward_accuracy=g.reward_accuracy if g else None,
+            pass_at_1=g.pass_at_1 if g else None,
+            worker=worker,
+            created_at=now,
+        )
+        .returning(V.id)
+    ).scalar_one()
+    conn.execute(
+        insert(Rollout),
+        [
+            {
+                "problem_id": record.problem_id,
+                "vote_id": vote_id,
+                "model_version": record.model_version,
+                "text": r.text,
+                "prompt_token_ids": r.prompt_token_ids,
+                "token_ids": r.token_ids,
+                "n_tokens": len(r.token_ids),
+                "finish_reason": r.finish_reason,
+                "raw_answer": r.raw_answer,
+                "answer_key": r.answer_key,
+                "reward": r.reward,
+                "created_at": now,
+            }
+            for r in record.rollouts
+        ],
+    )
+    return vote_id
+
+
+def count_untrained_groups(conn: Connection, min_version: int) -> int:
+    """Votes whose rollouts wait for training and are fresh enough to train on."""
+    return conn.execute(
+        select(func.count(func.distinct(R.vote_id))).where(
+            R.trained_in_version.is_(None), R.model_version >= min_version
+        )
+    ).scalar_one()
+
+
+def untrained_rollouts(
+    conn: Connection, min_version: int, max_groups: int
+) -> dict[int, list[StoredRollout]]:
+    """Rollouts of the oldest ``max_groups`` untrained votes, by vote id."""
+    votes = (
+        select(R.vote_id)
+        .where(R.trained_in_version.is_(None), R.model_version >= min_version)
+        .group_by(R.vote_id)
+        .order_by(R.vote_id)
+        .limit(max_groups)
+    )
+    rows = conn.execute(
+        select(R.vote_id, R.problem_id, R.model_version, R.prompt_token_ids, R.token_ids, R.reward)
+        .where(R.vote_id.in_(votes.scalar_subquery()))
+        .order_by(R.vote_id, R.id)
+    )
+    groups: dict[int, list[StoredRollout]] = {}
+    for row in rows:
+        groups.setdefault(row.vote_id, []).append(StoredRollout(*row))
+    return groups
+
+
+def mark_trained(conn: Connection, vote_ids: Sequence[int], version: int) -> None:
+    """Consume votes: their rollouts were used (or dropped) by the update to ``version``."""
+    if vote_ids:
+        conn.execute(
+            update(Rollout)
+            .where(R.vote_id.in_(list(vote_ids)), R.trained_in_version.is_(None))
+            .values(trained_in_version=version)
+        )
+
+
+def add_version(
+    conn: Connection, version: int, parent: int | None, path: str | None, metrics: dict[str, Any]
+) -> None:
+    """Record a model version whose checkpoint files are complete; it becomes active."""
+    known = {c.name for c in ModelVersion.__table__.columns}
+    conn.execute(
+        insert(ModelVersion).values(
+            version=version,
+            parent=parent,
+            path=path,
+            status="active",
+            created_at=utcnow(),
+            metrics=metrics,
+            **{k: v for k, v in metrics.items() if k in known and k not in ("version", "status")},
+        )
+    )
+    if parent is not None:
+        conn.execute(
+            update(ModelVersion)
+            .where(MV.version == parent, MV.status == "active")
+            .values(status="retired")
+        )
+
+
+def set_swap_seconds(conn: Connection, version: int, seconds: float) -> None:
+    conn.execute(update(ModelVersion).where(MV.version == version).values(swap_s=seconds))
+
+
+def newest_active_version(conn: Connection) -> tuple[int, str | None] | None:
+    """``(version, checkpoint path)`` of the newest active version, or None before any update."""
+    row = conn.execute(
+        select(MV.version, MV.path)
+        .where(MV.status == "active")
+        .order_by(MV.version.desc())
+        .limit(1)
+    ).first()
+    return (row.version, row.path) if row else None
+
+
+def register_worker(conn: Connection, worker_id: str, host: str, pid: int, role: str) -> None:
+    now = utcnow()
+    conn.execute(delete(Worker).where(Worker.id == worker_id))
+    conn.execute(
+        insert(Worker).values(
+            id=worker_id,
+            host=host,
+            pid=pid,
+            role=role,
+            state="starting",
+            started_at=now,
+            heartbeat_at=now,
+        )
+    )
+
+
+def heartbeat(conn: Connection, worker_id: str, state: str | None = None) -> None:
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if state is not None:
+        values["state"] = state
+    conn.execute(update(Worker).where(Worker.id == worker_id).values(**values))
+
+
+def prune_rollout_texts(conn: Connection, older_than: datetime) -> int:
+    """Drop texts and token ids of rollouts already trained on; answers and rewards stay."""
+    return conn.execute(
+        update(Rollout)
+        .where(R.trained_in_version.is_not(None), R.created_at < older_than, R.text.is_not(None))
+        .values(text=None, prompt_token_ids=None, token_ids=None)
+    ).rowcount

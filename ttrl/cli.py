@@ -206,6 +206,41 @@ def serve(config: ConfigOpt = None, db: DbOpt = None) -> None:
     raise typer.Exit(Service(cfg).run())
 
 
+@app.command("demo")
+def demo(
+    seed: Annotated[int, typer.Option(help="Seed of the problems and the sampling.")] = 0,
+    minutes: Annotated[float, typer.Option(help="Time budget of the daemon loop.")] = 5.0,
+    problems: Annotated[int, typer.Option(min=1, help="Synthetic problems to learn on.")] = 256,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Keep the database and checkpoints here.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The TTRL effect in minutes: the real daemon on the tiny model, before/after figures.
+    The last line printed is JSON."""
+    import json
+    import tempfile
+
+    from ttrl.daemon.demo import per_version, run_demo
+    from ttrl.daemon.health import setup_logging
+
+    setup_logging()
+    cfg = settings(config, None)
+    with tempfile.TemporaryDirectory(prefix="ttrl-demo-") as tmp:
+        where = workdir or Path(tmp)
+        result = run_demo(cfg, seed, minutes, problems, where)
+        table = Table(title="votes by model version (graded against the hidden references)")
+        for col in ("version", "problems", "label acc", "reward acc", "vote share", "pass@1"):
+            table.add_column(col, justify="right")
+        for r in per_version(f"sqlite:///{where / 'ttrl.db'}"):
+            table.add_row(
+                str(r.version), str(r.problems), f"{r.label_accuracy:.3f}",
+                f"{r.reward_accuracy:.3f}", f"{r.vote_share:.3f}", f"{r.pass_at_1:.3f}",
+            )
+        out.print(table)
+    out.print(json.dumps(result), soft_wrap=True, highlight=False)
+
+
 def main() -> None:
     app()
 

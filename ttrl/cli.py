@@ -234,8 +234,12 @@ def demo(
             table.add_column(col, justify="right")
         for r in per_version(f"sqlite:///{where / 'ttrl.db'}"):
             table.add_row(
-                str(r.version), str(r.problems), f"{r.label_accuracy:.3f}",
-                f"{r.reward_accuracy:.3f}", f"{r.vote_share:.3f}", f"{r.pass_at_1:.3f}",
+                str(r.version),
+                str(r.problems),
+                f"{r.label_accuracy:.3f}",
+                f"{r.reward_accuracy:.3f}",
+                f"{r.vote_share:.3f}",
+                f"{r.pass_at_1:.3f}",
             )
         out.print(table)
     out.print(json.dumps(result), soft_wrap=True, highlight=False)

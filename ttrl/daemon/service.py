@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from ttrl import answers
 from ttrl.answers import equivalent, extract, vote
 from ttrl.config import Settings
+from ttrl.daemon import metrics as m
 from ttrl.daemon import store
 from ttrl.daemon.grading import grade
 from ttrl.daemon.health import sd_notify
@@ -33,14 +33,6 @@ from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
 from ttrl.engines import Completion, Engine, load_engine, resolve_model_path
 from ttrl.rl.batch import Rollout, RolloutGroup
-
-
-@dataclass
-class Counters:
-    voted: int = 0
-    rollouts: int = 0
-    updates: int = 0
-    skipped_updates: int = 0
 
 
 class Service:
@@ -53,7 +45,6 @@ class Service:
         self.stopping = threading.Event()
         self.update_due = threading.Event()
         self.in_flight: list[int] = []
-        self.counters = Counters()
         self.db: SqlEngine = make_engine(cfg.db_url)
         self.engine: Engine | None = None
         self.trainer: Any = None  # ttrl.rl.trainer.Trainer, imported lazily (torch)
@@ -68,7 +59,10 @@ class Service:
         with transaction(self.db) as conn:
             store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), "all")
         self._install_signal_handlers()
+        if self.d.metrics_port is not None:
+            m.serve_metrics(self.d.metrics_port)
         self._load_models()
+        m.MODEL_VERSION.set(self.version)
         self._start_jobs()
         self._beat("serving")
         sd_notify(ready=1, status=f"serving version {self.version}")
@@ -105,12 +99,7 @@ class Service:
         with transaction(self.db) as conn:
             released = queue.release(conn, self.in_flight, self.worker_id)
             store.heartbeat(conn, self.worker_id, state="stopped")
-        logger.info(
-            "stopped: voted {} problems, {} updates ({} released)",
-            self.counters.voted,
-            self.counters.updates,
-            released,
-        )
+        logger.info("stopped: {} ({} claims released)", self._status_line(), released)
         self.db.dispose()
 
     def _install_signal_handlers(self) -> None:
@@ -186,8 +175,9 @@ class Service:
                 # Another worker owns this pass now (our lease expired); its vote stands.
                 logger.warning("problem {}: vote dropped: {}", problem.id, exc)
                 continue
-            self.counters.voted += 1
-            self.counters.rollouts += len(samples)
+            m.PROBLEMS_VOTED.inc()
+            m.ROLLOUTS.inc(len(samples))
+            m.VOTE_SHARE.set(record.share)
 
     def _vote_record(
         self, problem: ClaimedProblem, samples: list[Completion], reference: str | None
@@ -255,7 +245,7 @@ class Service:
         finally:
             self.engine.wake()
         if metrics.skipped:
-            self.counters.skipped_updates += 1
+            m.UPDATES_SKIPPED.inc()
             with transaction(self.db) as conn:
                 store.mark_trained(conn, list(stored), self.version)
             logger.info("update skipped ({}); {} groups consumed", metrics.skip_reason, len(stored))
@@ -283,7 +273,11 @@ class Service:
             )
             store.mark_trained(conn, list(stored), new_version)
         self.version = new_version
-        self.counters.updates += 1
+        m.UPDATES.inc()
+        m.MODEL_VERSION.set(new_version)
+        m.TRAINED_TOKENS.inc(metrics.tokens)
+        m.UPDATE_SECONDS.set(metrics.seconds)
+        m.SWAP_SECONDS.set(swap_s)
         self._prune_checkpoints()
         logger.info(
             "version {}: {} groups ({} dropped as uniform), loss {:.4f}, reward {:.3f}, "
@@ -351,5 +345,6 @@ class Service:
             logger.info("pruned the texts of {} trained rollouts", n)
 
     def _status_line(self) -> str:
-        c = self.counters
-        return f"version {self.version}, voted {c.voted}, updates {c.updates}"
+        voted = m.REGISTRY.get_sample_value("ttrl_problems_voted_total") or 0
+        updates = m.REGISTRY.get_sample_value("ttrl_updates_total") or 0
+        return f"version {self.version}, voted {voted:.0f}, updates {updates:.0f}"

@@ -266,7 +266,7 @@ class Service:
                 {
                     **metrics.as_dict(),
                     "swap_s": swap_s,
-                    "n_groups": len(groups),
+                    "n_groups": metrics.groups - metrics.groups_dropped,
                     "n_tokens": metrics.tokens,
                     "train_s": metrics.seconds,
                 },

@@ -1,0 +1,39 @@
+"""Atomic ``save_pretrained`` checkpoints: a reader sees the old state or the whole new one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def save_checkpoint(
+    path: str | Path,
+    state_dict: dict[str, torch.Tensor],
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+) -> Path:
+    """Write config, tokenizer and safetensors weights to ``path`` via a temp dir + rename.
+
+    ``state_dict`` holds the full weights (gathered first under ZeRO-3); ``model`` supplies
+    the config and the tied-weight rules of ``save_pretrained``. The temp dir sits next to
+    ``path`` so the final ``rename`` stays on one filesystem and is atomic. An existing
+    ``path`` is never overwritten: versions are immutable.
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"checkpoint {path} already exists; pick a new version directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

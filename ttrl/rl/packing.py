@@ -1,0 +1,131 @@
+"""From sequences to left-padded tensors, and from a batch to equal-count micro-batches.
+
+Layout: each row is ``[pad ... pad, prompt, completion]``. Left padding puts every
+completion flush against the right edge, so the last ``R`` columns (``R`` = longest
+completion) hold all trained tokens and the LM head only has to run on ``R + 1`` positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TrainSequence:
+    """One rollout ready for training: completion cut after its first EOS."""
+
+    prompt: list[int]
+    completion: list[int]
+    advantage: float
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.completion)
+
+
+@dataclass
+class MicroBatch:
+    """Tensors of one forward/backward. ``response_*`` are the last ``R`` columns."""
+
+    input_ids: torch.Tensor  # [B, T]
+    attention_mask: torch.Tensor  # [B, T]
+    position_ids: torch.Tensor  # [B, T]
+    response_mask: torch.Tensor  # [B, R], float: 1 on trained completion tokens
+    advantages: torch.Tensor  # [B]
+
+    @property
+    def response_len(self) -> int:
+        return self.response_mask.shape[1]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The token ids the last ``R`` logits positions predict."""
+        return self.input_ids[:, -self.response_len :]
+
+    def to(self, device: torch.device | str) -> MicroBatch:
+        return MicroBatch(*(t.to(device) for t in (
+            self.input_ids, self.attention_mask, self.position_ids,
+            self.response_mask, self.advantages,
+        )))  # fmt: skip
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """``cumsum(mask) - 1`` clamped at 0: the first real token is position 0 whatever the
+    padding, exactly as generation numbers positions. Without it a left-padded row would
+    be trained at shifted positions the sampler never used."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
+    """Left-pad sequences into one :class:`MicroBatch`."""
+    if not seqs:
+        raise ValueError("collate needs at least one sequence")
+    width = max(s.length for s in seqs)
+    resp = max(len(s.completion) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    response_mask = torch.zeros((len(seqs), resp), dtype=torch.float32)
+    for row, s in enumerate(seqs):
+        input_ids[row, width - s.length :] = torch.tensor(s.prompt + s.completion)
+        attention_mask[row, width - s.length :] = 1
+        response_mask[row, resp - len(s.completion) :] = 1.0
+    return MicroBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        response_mask=response_mask,
+        advantages=torch.tensor([s.advantage for s in seqs], dtype=torch.float32),
+    )
+
+
+def plan_micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Pack indices into micro-batches of at most ``token_budget`` padded tokens
+    (rows x longest row); a sequence longer than the budget gets a micro-batch of its own.
+
+    Longest first, so rows of similar length share a micro-batch and padding stays small.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= token_budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def _split_to_count(batches: list[list[int]], count: int) -> list[list[int]]:
+    """Halve the fullest micro-batches until there are ``count``; pad with empty ones when
+    there are fewer sequences than ``count``."""
+    batches = [list(b) for b in batches]
+    while len(batches) < count:
+        biggest = max(range(len(batches)), key=lambda j: len(batches[j]), default=None)
+        if biggest is None or len(batches[biggest]) < 2:
+            batches.append([])
+            continue
+        b = batches.pop(biggest)
+        batches[biggest:biggest] = [b[: len(b) // 2], b[len(b) // 2 :]]
+    return batches
+
+
+def shard_micro_batches(
+    lengths: Sequence[int], world_size: int, token_budget: int
+) -> list[list[list[int]]]:
+    """Per rank, the micro-batches (indices into ``lengths``) of one optimizer step.
+
+    Every rank gets the same number of micro-batches, some possibly empty: under ZeRO each
+    forward and backward is a collective, so ranks must run them in lockstep. Sequences are
+    dealt longest-first round-robin so ranks get similar token counts. Every rank computes
+    the same plan from the same global batch, so no communication is needed.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    shards = [order[r::world_size] for r in range(world_size)]
+    plans = []
+    for shard in shards:
+        local = plan_micro_batches([lengths[i] for i in shard], token_budget)
+        plans.append([[shard[j] for j in mb] for mb in local])
+    count = max(len(p) for p in plans)
+    return [_split_to_count(p, count) for p in plans]

@@ -1,0 +1,164 @@
+"""Named weight tensors: what a model expects, what a checkpoint holds, and checking an update.
+
+Checks run in full before anything is copied, so a refused update leaves the engine
+serving the previous version untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from ttrl.engines.base import WeightUpdateError
+
+# name -> (shape, dtype) of every weight a model holds.
+WeightSpecs = Mapping[str, tuple[torch.Size, torch.dtype]]
+
+_MAX_LISTED = 5
+_SAFETENSORS_FLOATS = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+}
+
+
+def model_weight_specs(model_dir: Path) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """Names, shapes and dtypes of the ``state_dict`` of the model saved in ``model_dir``.
+
+    The model is built on the meta device from its config: no weights are read or
+    allocated. Tied weights appear under both names, as in ``state_dict()``.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name: (t.shape, t.dtype) for name, t in model.state_dict().items()}
+
+
+def _checkpoint_files(model_dir: Path) -> list[Path]:
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(
+            f"no *.safetensors file in {model_dir}; save the checkpoint with "
+            "save_pretrained(..., safe_serialization=True)"
+        )
+    return files
+
+
+def checkpoint_specs(model_dir: Path) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """Names, shapes and dtypes in a safetensors checkpoint, read from the headers only.
+
+    Non-float tensors are reported as ``torch.int64``: only float-ness is checked.
+    """
+    specs: dict[str, tuple[torch.Size, torch.dtype]] = {}
+    for file in _checkpoint_files(model_dir):
+        with safe_open(str(file), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
+                view = handle.get_slice(name)
+                dtype = _SAFETENSORS_FLOATS.get(view.get_dtype(), torch.int64)
+                specs[name] = (torch.Size(view.get_shape()), dtype)
+    return specs
+
+
+def read_checkpoint(model_dir: Path, device: str = "cpu") -> Iterator[tuple[str, torch.Tensor]]:
+    """Stream ``(name, tensor)`` from every safetensors file of ``model_dir`` onto ``device``."""
+    for file in _checkpoint_files(model_dir):
+        with safe_open(str(file), framework="pt", device=device) as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
+                yield name, handle.get_tensor(name)
+
+
+def check_named_tensors(
+    expected: WeightSpecs, named_tensors: Iterable[tuple[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
+    """Validate an update's names, shapes and dtype kinds against the served model.
+
+    A subset is allowed (frozen weights need not be resent); a float tensor may come in
+    another float dtype (it is cast on copy). Values are not inspected: see
+    :func:`check_finite`. Meta tensors are fine here.
+
+    Returns:
+        The tensors by name.
+
+    Raises:
+        WeightUpdateError: nothing given, a duplicate or unknown name, a wrong shape, or
+            an integer tensor for a float weight.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    duplicates: list[str] = []
+    for name, tensor in named_tensors:
+        if name in tensors:
+            duplicates.append(name)
+        tensors[name] = tensor
+    if not tensors:
+        raise WeightUpdateError("weight update holds no tensors; send (name, tensor) pairs")
+    if duplicates:
+        raise WeightUpdateError(f"weight update names some tensors twice: {_listed(duplicates)}")
+    unknown = [name for name in tensors if name not in expected]
+    if unknown:
+        raise WeightUpdateError(
+            f"weight update has {len(unknown)} name(s) the served model lacks: "
+            f"{_listed(unknown)}; names must match the model's state_dict keys (e.g. "
+            f"{next(iter(expected))!r}); strip wrapper prefixes such as 'module.'"
+        )
+    for name, tensor in tensors.items():
+        shape, dtype = expected[name]
+        if tuple(tensor.shape) != tuple(shape):
+            raise WeightUpdateError(
+                f"weight {name!r} has shape {tuple(tensor.shape)}, the served model expects "
+                f"{tuple(shape)}; was the update made for another model?"
+            )
+        if dtype.is_floating_point and not tensor.dtype.is_floating_point:
+            raise WeightUpdateError(
+                f"weight {name!r} has dtype {tensor.dtype}, expected a float dtype like {dtype}"
+            )
+    return tensors
+
+
+def check_checkpoint(expected: WeightSpecs, model_dir: Path) -> None:
+    """:func:`check_named_tensors` for a safetensors checkpoint, from its headers alone.
+
+    Raises:
+        FileNotFoundError: no safetensors file in ``model_dir``.
+        WeightUpdateError: as :func:`check_named_tensors`.
+    """
+    placeholders = [
+        (name, torch.empty(shape, dtype=dtype, device="meta"))
+        for name, (shape, dtype) in checkpoint_specs(model_dir).items()
+    ]
+    check_named_tensors(expected, placeholders)
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor]) -> None:
+    """Refuse weights holding NaN or inf (a diverged update must never be served).
+
+    Fast path: one sum per tensor and one sync per device; a sum is non-finite iff some
+    element is (short of an overflow no trained weights reach). Only a failing update
+    pays for the per-tensor search that names the culprit.
+
+    Raises:
+        WeightUpdateError: naming the first non-finite tensor.
+    """
+    floats = {name: t for name, t in tensors.items() if t.dtype.is_floating_point}
+    if not floats:
+        return
+    sums: dict[torch.device, list[torch.Tensor]] = {}
+    for tensor in floats.values():
+        sums.setdefault(tensor.device, []).append(tensor.sum(dtype=torch.float32))
+    if all(bool(torch.isfinite(torch.stack(group)).all()) for group in sums.values()):
+        return
+    for name, tensor in floats.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise WeightUpdateError(f"weight {name!r} holds NaN or inf; refusing the update")
+    raise WeightUpdateError("weight update overflows float32 when summed; refusing it")
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")

@@ -77,3 +77,12 @@ def test_deep_merge() -> None:
         "d": 1,
         "e": 4,
     }
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_every_shipped_config_is_valid(path: Path) -> None:
+    load_settings(path)

@@ -146,8 +146,24 @@ class Service:
         if self.d.updates:
             from ttrl.rl.trainer import Trainer
 
-            self.trainer = Trainer(self.cfg.rl, model_dir, version=self.version)
+            self.trainer = Trainer(self._rl_config(), model_dir, version=self.version)
         logger.info("model {} at version {}", model_dir, self.version)
+
+    def _rl_config(self) -> Any:
+        """The trainer must score tokens as they were sampled: its temperature and the
+        Dr. GRPO length constant follow ``engine.sampling``."""
+        sampling = self.cfg.engine.sampling
+        if sampling.temperature <= 0:
+            raise ValueError(
+                "engine.sampling.temperature is 0 (greedy): all votes of a problem would agree "
+                "and nothing could be learned; set it > 0 or daemon.updates: false"
+            )
+        return self.cfg.rl.model_copy(
+            update={
+                "temperature": sampling.temperature,
+                "max_completion_tokens": sampling.max_new_tokens,
+            }
+        )
 
     # -- answering -------------------------------------------------------------------------
 

@@ -18,7 +18,10 @@ from ttrl.config import (
 )
 
 
-def test_shipped_default_yaml_loads_and_names_only_known_fields() -> None:
+def test_shipped_default_yaml_loads_and_names_only_known_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TTRL_DB_URL", raising=False)
     shipped = yaml.safe_load(default_config_path().read_text())
     cfg = load_settings()
     assert cfg.db_url == shipped["db_url"] == DEFAULT_DB_URL

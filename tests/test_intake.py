@@ -9,7 +9,7 @@ import pytest
 from ttrl.config import IntakeConfig
 from ttrl.intake import guess_format, parse
 
-CFG = IntakeConfig(max_prompt_chars=50, max_line_bytes=200)
+CFG = IntakeConfig(max_prompt_chars=50, max_line_bytes=400)
 
 
 def run(data: bytes, fmt: str = "jsonl"):
@@ -49,8 +49,12 @@ def test_jsonl_all_fields() -> None:
         (b'{"prompt": "x", "batch": 3}', "'batch' must be a string"),
         (b'{"prompt": "x", "promt": "y"}', "unknown field(s) promt"),
         (b'{"prompt": "' + b"x" * 60 + b'"}', "over the limit of 50"),
-        (b'{"prompt": "' + b"x" * 300 + b'"}', "over the limit of 200 (intake.max_line_bytes)"),
+        (b'{"prompt": "' + b"x" * 500 + b'"}', "over the limit of 400 (intake.max_line_bytes)"),
         (b'{"prompt": "caf\xe9"}', "not valid UTF-8 (byte 0xe9 at column 16)"),
+        (b'{"prompt": "a\\u0000b"}', "prompt contains a NUL character"),
+        (b'{"prompt": "x", "id": "' + b"i" * 256 + b'"}', "'id' has 256 characters, over 255"),
+        (b'{"prompt": "x", "priority": 99999999999}', "outside the 32-bit integer range"),
+        (b'{"prompt": "x", "reference_answer": "a\\u0000"}', "'reference_answer' contains a NUL"),
     ],
 )
 def test_each_bad_line_is_reported_and_good_lines_kept(line: bytes, reason: str) -> None:
@@ -86,6 +90,16 @@ def test_csv_with_multiline_fields_and_bad_rows() -> None:
         (6, "expected"),
         (7, "not"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [(b'\xef\xbb\xbf{"prompt": "p"}\n', "jsonl"), (b"\xef\xbb\xbfprompt,id\np,1\n", "csv")],
+)
+def test_a_utf8_byte_order_mark_is_ignored(data: bytes, fmt: str) -> None:
+    assert guess_format("-", data[:64]) == fmt
+    parsed = run(data, fmt)
+    assert parsed.errors == [] and [p.prompt for p in parsed.problems] == ["p"]
 
 
 def test_csv_without_prompt_column() -> None:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from ttrl import intake
 from ttrl.config import ConfigError, Settings, load_settings
@@ -48,6 +48,7 @@ DbOpt = Annotated[
 
 # Exit codes of `ttrl enqueue`, documented in the README.
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_CONFIG = 78  # EX_CONFIG of sysexits.h: `ttrl serve` cannot start with this configuration
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -67,7 +68,14 @@ def settings(config: Path | None, db: str | None) -> Settings:
 @contextmanager
 def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
     """An engine for the configured database, with outages and old schemas said plainly."""
-    engine = make_engine(cfg.db_url)
+    try:
+        engine = make_engine(cfg.db_url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise fail(
+            f"unusable database URL: {exc}; expected sqlite:///FILE or "
+            "postgresql://USER@HOST:PORT/DB"
+        ) from None
+    url = engine.url.render_as_string(hide_password=True)
     try:
         if require_schema:
             migrate.require_head(engine)
@@ -75,8 +83,10 @@ def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
     except SchemaOutOfDate as exc:
         raise fail(str(exc)) from None
     except OperationalError as exc:
-        url = engine.url.render_as_string(hide_password=True)
         raise fail(f"cannot use database {url}: {exc.orig}") from None
+    except DBAPIError as exc:
+        # e.g. a value the database refuses: say which, without dumping the statement
+        raise fail(f"database {url} refused the write: {exc.orig}") from None
     finally:
         engine.dispose()
 
@@ -198,12 +208,18 @@ def serve(config: ConfigOpt = None, db: DbOpt = None) -> None:
     """Run the daemon: answer the queue by majority vote and learn from it, until SIGTERM."""
     cfg = settings(config, db)
     from ttrl.daemon.health import setup_logging
-    from ttrl.daemon.service import Service
+    from ttrl.daemon.service import MissingCheckpoint, Service
 
     setup_logging()
-    with database(cfg):  # clear errors for an unreachable or old database, before loading
+    with database(cfg):  # an unreachable or old database is said plainly, before loading
         pass
-    raise typer.Exit(Service(cfg).run())
+    try:
+        code = Service(cfg).run()
+    except (ConfigError, MissingCheckpoint, SchemaOutOfDate, FileNotFoundError) as exc:
+        # systemd does not restart on this code (RestartPreventExitStatus): a restart
+        # cannot fix a configuration.
+        raise fail(str(exc), EXIT_CONFIG) from None
+    raise typer.Exit(code)
 
 
 @app.command("demo")

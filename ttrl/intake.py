@@ -17,6 +17,9 @@ from ttrl.db.queue import NewProblem
 
 Format = Literal["jsonl", "csv"]
 FIELDS = ("prompt", "id", "reference_answer", "batch", "passes", "priority", "meta")
+MAX_NAME_CHARS = 255  # id and batch columns are VARCHAR(255)
+INT32 = (-(2**31), 2**31 - 1)  # priority and passes are 32-bit INTEGER columns
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class InvalidRecord(ValueError):
 
 def guess_format(name: str, first_bytes: bytes) -> Format:
     """``.csv`` files are CSV, ``.jsonl/.json/.ndjson`` JSONL; otherwise sniff the content."""
+    first_bytes = first_bytes.removeprefix(BOM)
     lower = name.lower()
     if lower.endswith(".csv"):
         return "csv"
@@ -78,6 +82,8 @@ def to_problem(record: dict[str, Any], cfg: IntakeConfig, default_passes: int = 
     prompt = record.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRecord("missing prompt (a non-empty string is required)")
+    if "\x00" in prompt:
+        raise InvalidRecord("prompt contains a NUL character (\\u0000); remove it")
     if len(prompt) > cfg.max_prompt_chars:
         raise InvalidRecord(
             f"prompt has {len(prompt)} characters, over the limit of {cfg.max_prompt_chars} "
@@ -85,9 +91,9 @@ def to_problem(record: dict[str, Any], cfg: IntakeConfig, default_passes: int = 
         )
     return NewProblem(
         prompt=prompt,
-        external_id=_optional_text(record, "id", allow_int=True),
+        external_id=_name(record, "id", allow_int=True),
         reference_answer=_optional_text(record, "reference_answer", allow_int=True),
-        batch=_optional_text(record, "batch") or cfg.default_batch,
+        batch=_name(record, "batch") or cfg.default_batch,
         passes=_int(record, "passes", default_passes, minimum=1),
         priority=_int(record, "priority", 0),
         meta=_meta(record),
@@ -99,10 +105,19 @@ def _optional_text(record: dict[str, Any], key: str, allow_int: bool = False) ->
     if value is None or value == "":
         return None
     if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRecord(f"field {key!r} contains a NUL character (\\u0000); remove it")
         return value
     if allow_int and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     raise InvalidRecord(f"field {key!r} must be a string, not {type(value).__name__}")
+
+
+def _name(record: dict[str, Any], key: str, allow_int: bool = False) -> str | None:
+    value = _optional_text(record, key, allow_int)
+    if value is not None and len(value) > MAX_NAME_CHARS:
+        raise InvalidRecord(f"field {key!r} has {len(value)} characters, over {MAX_NAME_CHARS}")
+    return value
 
 
 def _int(record: dict[str, Any], key: str, default: int, minimum: int | None = None) -> int:
@@ -118,6 +133,8 @@ def _int(record: dict[str, Any], key: str, default: int, minimum: int | None = N
         raise InvalidRecord(f"field {key!r} must be an integer, not {type(value).__name__}")
     if minimum is not None and value < minimum:
         raise InvalidRecord(f"field {key!r} must be >= {minimum}, got {value}")
+    if not INT32[0] <= value <= INT32[1]:
+        raise InvalidRecord(f"field {key!r} is {value}, outside the 32-bit integer range")
     return value
 
 
@@ -157,8 +174,14 @@ def _too_long(raw: bytes, cfg: IntakeConfig) -> InvalidRecord | None:
 RecordOrError = tuple[int, "dict[str, Any] | InvalidRecord"]
 
 
-def _jsonl_records(stream: BinaryIO, cfg: IntakeConfig) -> Iterator[RecordOrError]:
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Numbered physical lines, without the UTF-8 byte-order mark some editors write."""
     for line, raw in enumerate(stream, start=1):
+        yield line, raw[len(BOM) :] if line == 1 and raw.startswith(BOM) else raw
+
+
+def _jsonl_records(stream: BinaryIO, cfg: IntakeConfig) -> Iterator[RecordOrError]:
+    for line, raw in _lines(stream):
         if not raw.strip():
             continue
         try:
@@ -181,7 +204,7 @@ def _csv_records(stream: BinaryIO, cfg: IntakeConfig) -> Iterator[RecordOrError]
     bad_lines: dict[int, InvalidRecord] = {}
 
     def physical_lines() -> Iterable[str]:
-        for line, raw in enumerate(stream, start=1):
+        for line, raw in _lines(stream):
             try:
                 if error := _too_long(raw, cfg):
                     raise error

@@ -20,11 +20,11 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 from sqlalchemy import Engine as SqlEngine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ttrl import answers
 from ttrl.answers import equivalent, extract, vote
-from ttrl.config import Settings
+from ttrl.config import ConfigError, Settings
 from ttrl.daemon import metrics as m
 from ttrl.daemon import store
 from ttrl.daemon.grading import grade
@@ -33,6 +33,10 @@ from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
 from ttrl.engines import Completion, Engine, load_engine, resolve_model_path
 from ttrl.rl.batch import Rollout, RolloutGroup
+
+
+class MissingCheckpoint(RuntimeError):
+    """The active model version's files are gone; the message says what to do."""
 
 
 class Service:
@@ -56,6 +60,8 @@ class Service:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the process exit code."""
         migrate.require_head(self.db)
+        if self.d.updates:
+            self._rl_config()  # a config that cannot train fails before the model loads
         with transaction(self.db) as conn:
             store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), "all")
         self._install_signal_handlers()
@@ -67,9 +73,21 @@ class Service:
         self._beat("serving")
         sd_notify(ready=1, status=f"serving version {self.version}")
         logger.info("worker {} serving version {}", self.worker_id, self.version)
+        outage = 0
         try:
             while not self.stopping.is_set():
-                worked = self.step()
+                try:
+                    worked = self.step()
+                    outage = 0
+                except OperationalError as exc:
+                    # The database went away: keep the process, retry with backoff; claims
+                    # not stored by then run out their lease and are reclaimed.
+                    outage += 1
+                    wait = min(60.0, 2.0**outage)
+                    logger.error("database error ({}); retrying in {:.0f}s", exc.orig, wait)
+                    sd_notify(status=f"database unavailable: {exc.orig}")
+                    self.stopping.wait(wait)
+                    continue
                 sd_notify(watchdog=1, status=self._status_line())
                 if not worked:
                     self.stopping.wait(self.d.poll_s)
@@ -78,35 +96,48 @@ class Service:
         return 0
 
     def step(self) -> bool:
-        """One round: a claimed batch voted and stored, then an update if one is due.
-        Returns False when the queue was empty."""
+        """One round: a claimed batch voted and stored, then an update if one is due
+        (not once stopping). Returns False when the queue was empty."""
         with transaction(self.db) as conn:
             claimed = queue.claim(
                 conn, self.cfg.queue.claim_batch, self.worker_id, self.cfg.queue.lease_s
             )
         if claimed:
             self.in_flight = [c.id for c in claimed]
-            try:
-                self._answer(claimed)
-            finally:
-                self.in_flight = []
-        self._maybe_update()
+            self._answer(claimed)
+        if not self.stopping.is_set():
+            self._maybe_update()
         return bool(claimed)
 
     def _shutdown(self) -> None:
         sd_notify(stopping=1, status="stopping")
         self.scheduler.shutdown(wait=False)
-        with transaction(self.db) as conn:
-            released = queue.release(conn, self.in_flight, self.worker_id)
-            store.heartbeat(conn, self.worker_id, state="stopped")
+        released = self._release_in_flight()
         logger.info("stopped: {} ({} claims released)", self._status_line(), released)
         self.db.dispose()
 
+    def _release_in_flight(self) -> int:
+        """Give unfinished claims back to the queue and mark the worker stopped."""
+        try:
+            with transaction(self.db) as conn:
+                released = queue.release(conn, list(self.in_flight), self.worker_id)
+                store.heartbeat(conn, self.worker_id, state="stopped")
+        except SQLAlchemyError as exc:
+            logger.error(
+                "could not release claims {} ({}); their leases will expire", self.in_flight, exc
+            )
+            return 0
+        self.in_flight = []
+        return released
+
     def _install_signal_handlers(self) -> None:
         def on_signal(signum: int, _frame: object) -> None:
+            name = signal.Signals(signum).name
             if self.stopping.is_set():
-                return
-            logger.info("{} received: finishing the batch in flight", signal.Signals(signum).name)
+                logger.warning("second {}: releasing claims and exiting now", name)
+                self._release_in_flight()
+                os._exit(0)
+            logger.info("{} received: finishing the batch in flight", name)
             self.stopping.set()
             threading.Thread(target=self._grace_timer, daemon=True).start()
 
@@ -117,10 +148,10 @@ class Service:
         """After ``grace_s`` give the batch in flight back to the queue and leave."""
         time.sleep(self.d.grace_s)
         logger.warning("grace period of {}s over: releasing claims and exiting", self.d.grace_s)
-        with transaction(self.db) as conn:
-            queue.release(conn, list(self.in_flight), self.worker_id)
-            store.heartbeat(conn, self.worker_id, state="stopped")
-        os._exit(0)
+        try:
+            self._release_in_flight()
+        finally:
+            os._exit(0)
 
     # -- models ----------------------------------------------------------------------------
 
@@ -132,14 +163,16 @@ class Service:
         with transaction(self.db, write=False) as conn:
             newest = store.newest_active_version(conn)
         model_dir = base
-        if newest and newest[1] and (Path(newest[1]) / "config.json").is_file():
+        if newest:
+            if not (newest[1] and (Path(newest[1]) / "config.json").is_file()):
+                # Serving the base model under later version numbers would mislabel every
+                # vote; the operator must restore the files or retire the version.
+                raise MissingCheckpoint(
+                    f"model version {newest[0]} is active but its checkpoint {newest[1]} is "
+                    "missing or incomplete: restore that directory, or set that version's "
+                    "status to 'retired' in model_versions to resume from the one before"
+                )
             self.version, model_dir = newest[0], Path(newest[1])
-        elif newest:
-            logger.warning(
-                "version {} has no complete checkpoint at {}; using the base model",
-                newest[0],
-                newest[1],
-            )
         self.engine = load_engine(self.cfg.engine.model_copy(update={"model": str(model_dir)}))
         if self.version:
             self.engine.load_checkpoint(model_dir, self.version)  # type: ignore[attr-defined]
@@ -154,7 +187,7 @@ class Service:
         Dr. GRPO length constant follow ``engine.sampling``."""
         sampling = self.cfg.engine.sampling
         if sampling.temperature <= 0:
-            raise ValueError(
+            raise ConfigError(
                 "engine.sampling.temperature is 0 (greedy): all votes of a problem would agree "
                 "and nothing could be learned; set it > 0 or daemon.updates: false"
             )
@@ -167,14 +200,32 @@ class Service:
 
     # -- answering -------------------------------------------------------------------------
 
-    def _answer(self, claimed: list[ClaimedProblem]) -> None:
+    def _generate(self, claimed: list[ClaimedProblem]) -> list[tuple[ClaimedProblem, list]]:
+        """Sample every claimed problem. When the batch fails, each problem is retried alone
+        and the one that fails by itself is failed in the queue (with the reason), so one bad
+        prompt never takes the others down."""
         assert self.engine is not None
-        completions = self.engine.generate(
-            [c.prompt for c in claimed], n=self.d.votes, sampling=self.cfg.engine.sampling
-        )
+        sampling = self.cfg.engine.sampling
+        try:
+            out = self.engine.generate([c.prompt for c in claimed], self.d.votes, sampling)
+            return list(zip(claimed, out, strict=True))
+        except (ValueError, RuntimeError) as exc:
+            if len(claimed) == 1:
+                reason = f"generation failed: {exc}"
+                logger.error("problem {}: {}", claimed[0].id, reason)
+                with transaction(self.db) as conn:
+                    queue.fail(
+                        conn, claimed[0].id, self.worker_id, reason, self.cfg.queue.max_attempts
+                    )
+                self.in_flight.remove(claimed[0].id)
+                return []
+        return [pair for c in claimed for pair in self._generate([c])]
+
+    def _answer(self, claimed: list[ClaimedProblem]) -> None:
+        sampled = self._generate(claimed)
         with transaction(self.db, write=False) as conn:
-            references = store.reference_answers(conn, [c.id for c in claimed])
-        for problem, samples in zip(claimed, completions, strict=True):
+            references = store.reference_answers(conn, [c.id for c, _ in sampled])
+        for problem, samples in sampled:
             record = self._vote_record(problem, samples, references.get(problem.id))
             try:
                 with transaction(self.db) as conn:
@@ -191,6 +242,8 @@ class Service:
                 # Another worker owns this pass now (our lease expired); its vote stands.
                 logger.warning("problem {}: vote dropped: {}", problem.id, exc)
                 continue
+            finally:
+                self.in_flight.remove(problem.id)
             m.PROBLEMS_VOTED.inc()
             m.ROLLOUTS.inc(len(samples))
             m.VOTE_SHARE.set(record.share)
@@ -269,6 +322,9 @@ class Service:
 
         new_version, parent = self.trainer.version, self.version
         path = self._checkpoint_path(new_version)
+        if path.exists():  # left by a crash between the files and the row: never published
+            logger.warning("removing unrecorded checkpoint {}", path)
+            shutil.rmtree(path)
         self.trainer.save_checkpoint(path)  # atomic: files complete before the row below
         t0 = time.perf_counter()
         self.engine.update_weights(self.trainer.named_tensors(), new_version)
@@ -308,7 +364,7 @@ class Service:
         )
 
     def _checkpoint_path(self, version: int) -> Path:
-        return Path(self.d.checkpoint_dir) / f"v{version:06d}"
+        return Path(self.d.checkpoint_dir).resolve() / f"v{version:06d}"
 
     def _prune_checkpoints(self) -> None:
         root = Path(self.d.checkpoint_dir)
@@ -321,12 +377,18 @@ class Service:
 
     def _start_jobs(self) -> None:
         s, d = self.scheduler, self.d
-        s.add_job(self._renew_leases, "interval", seconds=self.cfg.queue.lease_s / 3, id="renew")
-        s.add_job(self._reap, "interval", seconds=d.reap_every_s, id="reap")
-        s.add_job(self._beat, "interval", seconds=d.heartbeat_s, id="heartbeat")
-        s.add_job(self._retention, "interval", hours=1, id="retention")
+        # A busy CPU delays jobs; APScheduler would drop a run over 1 s late by default.
+        late = {"misfire_grace_time": None, "coalesce": True}
+        s.add_job(
+            self._renew_leases, "interval", seconds=self.cfg.queue.lease_s / 3, id="renew", **late
+        )
+        s.add_job(self._reap, "interval", seconds=d.reap_every_s, id="reap", **late)
+        s.add_job(self._beat, "interval", seconds=d.heartbeat_s, id="heartbeat", **late)
+        s.add_job(self._retention, "interval", hours=1, id="retention", **late)
         if d.updates:
-            s.add_job(self.update_due.set, "interval", seconds=d.update_every_s, id="update")
+            s.add_job(
+                self.update_due.set, "interval", seconds=d.update_every_s, id="update", **late
+            )
         s.start()
 
     def _reschedule_update_timer(self) -> None:
@@ -356,7 +418,7 @@ class Service:
     def _retention(self) -> None:
         cutoff = utcnow() - timedelta(days=self.d.retention_days)
         with transaction(self.db) as conn:
-            n = store.prune_rollout_texts(conn, cutoff)
+            n = store.prune_rollout_texts(conn, cutoff, self.version - self.d.max_staleness)
         if n:
             logger.info("pruned the texts of {} trained rollouts", n)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ttrl.db.connection import utcnow
@@ -225,10 +225,15 @@ def heartbeat(conn: Connection, worker_id: str, state: str | None = None) -> Non
     conn.execute(update(Worker).where(Worker.id == worker_id).values(**values))
 
 
-def prune_rollout_texts(conn: Connection, older_than: datetime) -> int:
-    """Drop texts and token ids of rollouts already trained on; answers and rewards stay."""
+def prune_rollout_texts(conn: Connection, older_than: datetime, min_trainable: int) -> int:
+    """Drop texts and token ids of old rollouts that no update will read again: trained on,
+    or sampled by a version older than ``min_trainable``. Answers and rewards stay."""
     return conn.execute(
         update(Rollout)
-        .where(R.trained_in_version.is_not(None), R.created_at < older_than, R.text.is_not(None))
+        .where(
+            R.created_at < older_than,
+            R.text.is_not(None),
+            or_(R.trained_in_version.is_not(None), R.model_version < min_trainable),
+        )
         .values(text=None, prompt_token_ids=None, token_ids=None)
     ).rowcount

@@ -1,0 +1,136 @@
+"""`ttrl serve` as a real process on the shipped tiny model, on SQLite and PostgreSQL:
+it answers the queue, trains at least two versions, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from ttrl.db import make_engine, transaction
+from ttrl.db.models import ModelVersion, Problem, Rollout, Vote, Worker
+
+TTRL = str(Path(sys.executable).with_name("ttrl"))
+VOTES = 6
+
+
+def write_config(tmp_path: Path) -> Path:
+    cfg = {
+        "engine": {"sampling": {"temperature": 1.0, "max_new_tokens": 48}},
+        "rl": {"lr": 1e-4, "warmup_steps": 0},
+        "queue": {"claim_batch": 4, "lease_s": 60},
+        "daemon": {
+            "votes": VOTES,
+            "update_every_groups": 3,
+            "poll_s": 0.2,
+            "checkpoint_dir": str(tmp_path / "checkpoints"),
+            "keep_checkpoints": 2,
+            "grace_s": 60,
+        },
+    }
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run(*args: str, env: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TTRL, *args], env=env, capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.mark.slow
+def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "TTRL_DB_URL": db_url, "OMP_NUM_THREADS": "1"}
+    config = write_config(tmp_path)
+    assert run("db", "upgrade", env=env).returncode == 0
+    problems = run("toy", "problems", "--seed", "123", "--count", "40", env=env).stdout
+    # One prompt longer than the model's context: it must fail alone, not take the rest down.
+    problems += '{"id": "too-long", "prompt": "What is ' + "1 + " * 300 + '1?", "priority": 1}\n'
+    r = run("enqueue", "-", "--batch", "e2e", env=env, input=problems)
+    assert r.returncode == 0, r.stderr
+
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [TTRL, "serve", "--config", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    db = make_engine(db_url)
+    deadline = time.monotonic() + 240
+    try:
+        while True:
+            with transaction(db, write=False) as conn:
+                versions = conn.execute(select(func.count()).select_from(ModelVersion)).scalar()
+            if versions >= 2:
+                break
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, (tmp_path / "serve.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = (tmp_path / "serve.log").read_text()
+    assert "SIGTERM received" in output and "Traceback" not in output
+
+    with transaction(db, write=False) as conn:
+        # Nothing left claimed: the batch in flight was finished or released.
+        assert (
+            conn.execute(
+                select(func.count()).select_from(Problem).where(Problem.status == "claimed")
+            ).scalar()
+            == 0
+        )
+        too_long = conn.execute(
+            select(Problem.status, Problem.last_error).where(Problem.external_id == "too-long")
+        ).one()
+        assert too_long.status == "failed" and "generation failed" in too_long.last_error
+        votes = conn.execute(select(Vote.__table__)).all()
+        assert votes, "no vote was stored"
+        for v in votes:
+            rollouts = conn.execute(select(Rollout.reward).where(Rollout.vote_id == v.id)).all()
+            assert len(rollouts) == v.n == VOTES
+            assert sum(r.reward for r in rollouts) == pytest.approx(v.share * v.n)
+            assert v.label_correct is not None  # toy problems carry reference answers
+        done = conn.execute(select(Problem.__table__).where(Problem.status == "done")).all()
+        for p in done:
+            newest = max((v for v in votes if v.problem_id == p.id), key=lambda v: v.pass_index)
+            assert (p.answer, p.answer_version) == (newest.label, newest.model_version)
+        versions = conn.execute(select(ModelVersion.__table__).order_by(ModelVersion.version)).all()
+        assert [v.version for v in versions] == list(range(1, len(versions) + 1))
+        assert [v.parent for v in versions] == list(range(len(versions)))
+        assert [v.status for v in versions][-1] == "active"
+        assert all(v.status == "retired" for v in versions[:-1])
+        assert all(v.train_s and v.swap_s is not None and v.n_tokens for v in versions)
+        newest_path = Path(versions[-1].path)
+        assert (newest_path / "config.json").is_file()
+        assert len(list((tmp_path / "checkpoints").iterdir())) <= 2  # keep_checkpoints
+        trained = conn.execute(select(func.max(Rollout.trained_in_version))).scalar()
+        assert trained == versions[-1].version
+        worker = conn.execute(select(Worker.__table__)).one()
+        assert worker.state == "stopped"
+    db.dispose()
+
+    # A restart resumes from the newest complete version, not from the base model.
+    log2 = tmp_path / "restart.log"
+    proc = subprocess.Popen(
+        [TTRL, "serve", "--config", str(config)],
+        env=env,
+        stdout=log2.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while f"serving version {versions[-1].version}" not in log2.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log2.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, log2.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import typer
 import yaml
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from ttrl import intake
-from ttrl.config import ConfigError, Settings, load_settings
-from ttrl.db import make_engine, migrate, queue, transaction
+from ttrl.cli_support import (
+    EXIT_CONFIG,
+    EXIT_PARTIAL,
+    EXIT_REJECTED,
+    ConfigOpt,
+    DbOpt,
+    database,
+    err,
+    fail,
+    out,
+    settings,
+)
+from ttrl.config import ConfigError
+from ttrl.dashboards.cli import answers_command, plot_command, status_tables
+from ttrl.db import migrate, queue, transaction
 from ttrl.db.migrate import SchemaOutOfDate
 from ttrl.toy.cli import eval_command, toy_app
 
@@ -33,62 +40,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(toy_app, name="toy")
 app.command("eval")(eval_command)
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="YAML file deep-merged over configs/default.yaml."),
-]
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--db", help="Database URL (prefer TTRL_DB_URL: it keeps secrets off ps)."),
-]
-
-# Exit codes of `ttrl enqueue`, documented in the README.
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
-EXIT_CONFIG = 78  # EX_CONFIG of sysexits.h: `ttrl serve` cannot start with this configuration
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def settings(config: Path | None, db: str | None) -> Settings:
-    try:
-        return load_settings(config, db_url=db)
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    except ValidationError as exc:
-        raise fail(f"invalid configuration:\n{exc}") from None
-
-
-@contextmanager
-def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
-    """An engine for the configured database, with outages and old schemas said plainly."""
-    try:
-        engine = make_engine(cfg.db_url)
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise fail(
-            f"unusable database URL: {exc}; expected sqlite:///FILE or "
-            "postgresql://USER@HOST:PORT/DB"
-        ) from None
-    url = engine.url.render_as_string(hide_password=True)
-    try:
-        if require_schema:
-            migrate.require_head(engine)
-        yield engine
-    except SchemaOutOfDate as exc:
-        raise fail(str(exc)) from None
-    except OperationalError as exc:
-        raise fail(f"cannot use database {url}: {exc.orig}") from None
-    except DBAPIError as exc:
-        # e.g. a value the database refuses: say which, without dumping the statement
-        raise fail(f"database {url} refused the write: {exc.orig}") from None
-    finally:
-        engine.dispose()
+app.command("answers")(answers_command)
+app.command("plot")(plot_command)
 
 
 @config_app.command("show")
@@ -186,21 +139,12 @@ def _open_input(file: str) -> tuple[BinaryIO, str]:
 
 @app.command("status")
 def status(config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Queue depth by batch and status."""
-    with database(settings(config, db)) as engine, transaction(engine, write=False) as conn:
-        rows = queue.depth(conn)
-    table = Table(title="queue")
-    statuses = ("queued", "claimed", "done", "failed")
-    for col in ("batch", *statuses, "total"):
-        table.add_column(col, justify="left" if col == "batch" else "right")
-    by_batch: dict[str, dict[str, int]] = {}
-    for b, s, n in rows:
-        by_batch.setdefault(b, {})[s] = n
-    for b, counts in by_batch.items():
-        table.add_row(b, *(str(counts.get(s, 0)) for s in statuses), str(sum(counts.values())))
-    if not by_batch:
-        table.caption = "the queue is empty: add problems with `ttrl enqueue FILE`"
-    out.print(table)
+    """Queue by batch and status, the newest model versions with their accuracy, workers."""
+    cfg = settings(config, db)
+    with database(cfg) as engine, transaction(engine, write=False) as conn:
+        tables = status_tables(conn, stale_after_s=3 * cfg.daemon.heartbeat_s)
+    for table in tables:
+        out.print(table)
 
 
 @app.command("serve")
@@ -244,7 +188,10 @@ def demo(
     cfg = settings(config, None)
     with tempfile.TemporaryDirectory(prefix="ttrl-demo-") as tmp:
         where = workdir or Path(tmp)
-        result = run_demo(cfg, seed, minutes, problems, where)
+        try:
+            result = run_demo(cfg, seed, minutes, problems, where)
+        except FileExistsError as exc:
+            raise fail(str(exc)) from None
         table = Table(title="votes by model version (graded against the hidden references)")
         for col in ("version", "problems", "label acc", "reward acc", "vote share", "pass@1"):
             table.add_column(col, justify="right")

@@ -62,6 +62,10 @@ def per_version(db_url: str) -> list[VersionRow]:
 
 def run_demo(cfg: Settings, seed: int, minutes: float, n_problems: int, workdir: Path) -> dict:
     """Run the demo in ``workdir``; returns the summary that the last output line prints."""
+    if (workdir / "ttrl.db").exists():
+        # The service would resume from that run's newest version while "before" would
+        # measure the base model: the comparison would mean nothing.
+        raise FileExistsError(f"{workdir} already holds a demo database; choose a new --workdir")
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = cfg.model_copy(
         update={

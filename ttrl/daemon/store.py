@@ -94,6 +94,7 @@ def record_vote(conn: Connection, record: VoteRecord, worker: str) -> int:
             label_correct=g.label_correct if g else None,
             reward_accuracy=g.reward_accuracy if g else None,
             pass_at_1=g.pass_at_1 if g else None,
+            completion_tokens=sum(len(r.token_ids) for r in record.rollouts),
             worker=worker,
             created_at=now,
         )

@@ -83,6 +83,8 @@ class Problem(Base):
             sqlite_where=sql("status = 'claimed'"),
         ),
         Index("ix_problems_batch_status", "batch", "status"),
+        # Per-batch dashboard views read (id, batch) from this index alone (index-only scan).
+        Index("ix_problems_batch_id", "batch", "id"),
     )
 
 
@@ -134,6 +136,8 @@ class Vote(Base):
     label_correct: Mapped[bool | None] = mapped_column(Boolean)
     reward_accuracy: Mapped[float | None] = mapped_column(Float)
     pass_at_1: Mapped[float | None] = mapped_column(Float)
+    # Summed n_tokens of the vote's rollouts: token means per version without the rollouts.
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
     worker: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime)
 

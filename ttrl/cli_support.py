@@ -1,0 +1,74 @@
+"""What every ttrl command shares: common options, consoles, exit codes, clear failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy import Engine
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+
+from ttrl.config import ConfigError, Settings, load_settings
+from ttrl.db import make_engine, migrate
+from ttrl.db.migrate import SchemaOutOfDate
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML file deep-merged over configs/default.yaml."),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (prefer TTRL_DB_URL: it keeps secrets off ps)."),
+]
+
+# Exit codes of `ttrl enqueue`, documented in the README.
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_CONFIG = 78  # EX_CONFIG of sysexits.h: `ttrl serve` cannot start with this configuration
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def settings(config: Path | None, db: str | None) -> Settings:
+    try:
+        return load_settings(config, db_url=db)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    except ValidationError as exc:
+        raise fail(f"invalid configuration:\n{exc}") from None
+
+
+@contextmanager
+def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
+    """An engine for the configured database, with outages and old schemas said plainly."""
+    try:
+        engine = make_engine(cfg.db_url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise fail(
+            f"unusable database URL: {exc}; expected sqlite:///FILE or "
+            "postgresql://USER@HOST:PORT/DB"
+        ) from None
+    url = engine.url.render_as_string(hide_password=True)
+    try:
+        if require_schema:
+            migrate.require_head(engine)
+        yield engine
+    except SchemaOutOfDate as exc:
+        raise fail(str(exc)) from None
+    except OperationalError as exc:
+        raise fail(f"cannot use database {url}: {exc.orig}") from None
+    except DBAPIError as exc:
+        # e.g. a value the database refuses: say which, without dumping the statement
+        raise fail(f"database {url} refused the write: {exc.orig}") from None
+    finally:
+        engine.dispose()

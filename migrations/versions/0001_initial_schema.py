@@ -81,7 +81,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_problems_claim",
         "problems",
-        [sa.literal_column("priority DESC"), "id"],
+        [sa.literal_column("priority DESC"), "updated_at", "id"],
         unique=False,
         postgresql_where=sa.text("status = 'queued'"),
         sqlite_where=sa.text("status = 'queued'"),

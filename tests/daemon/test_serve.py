@@ -3,6 +3,7 @@ it answers the queue, trains at least two versions, and stops cleanly on SIGTERM
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ VOTES = 6
 
 def write_config(tmp_path: Path) -> Path:
     cfg = {
-        "engine": {"sampling": {"temperature": 1.0, "max_new_tokens": 48}},
+        "engine": {"sampling": {"temperature": 1.3, "max_new_tokens": 64}},
         "rl": {"lr": 1e-4, "warmup_steps": 0},
         "queue": {"claim_batch": 4, "lease_s": 60},
         "daemon": {
@@ -49,7 +50,9 @@ def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "TTRL_DB_URL": db_url, "OMP_NUM_THREADS": "1"}
     config = write_config(tmp_path)
     assert run("db", "upgrade", env=env).returncode == 0
-    problems = run("toy", "problems", "--seed", "123", "--count", "40", env=env).stdout
+    toy = run("toy", "problems", "--seed", "123", "--count", "40", env=env).stdout.splitlines()
+    # Several passes each, so the daemon keeps voting (and training) until it is stopped.
+    problems = "".join(json.dumps({**json.loads(line), "passes": 50}) + "\n" for line in toy)
     # One prompt longer than the model's context: it must fail alone, not take the rest down.
     problems += '{"id": "too-long", "prompt": "What is ' + "1 + " * 300 + '1?", "priority": 1}\n'
     r = run("enqueue", "-", "--batch", "e2e", env=env, input=problems)
@@ -97,9 +100,12 @@ def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
             assert len(rollouts) == v.n == VOTES
             assert sum(r.reward for r in rollouts) == pytest.approx(v.share * v.n)
             assert v.label_correct is not None  # toy problems carry reference answers
-        done = conn.execute(select(Problem.__table__).where(Problem.status == "done")).all()
-        for p in done:
-            newest = max((v for v in votes if v.problem_id == p.id), key=lambda v: v.pass_index)
+        voted = conn.execute(select(Problem.__table__).where(Problem.passes_done > 0)).all()
+        assert voted
+        for p in voted:
+            own = [v for v in votes if v.problem_id == p.id]
+            assert sorted(v.pass_index for v in own) == list(range(p.passes_done))
+            newest = max(own, key=lambda v: v.pass_index)
             assert (p.answer, p.answer_version) == (newest.label, newest.model_version)
         versions = conn.execute(select(ModelVersion.__table__).order_by(ModelVersion.version)).all()
         assert [v.version for v in versions] == list(range(1, len(versions) + 1))

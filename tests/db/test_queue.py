@@ -184,3 +184,12 @@ def test_plain_sql_insert_needs_only_a_prompt(engine: Engine) -> None:
     assert (c.prompt, c.batch, c.passes_wanted, c.priority) == ("from a dashboard", "default", 1, 0)
     created = row(engine, c.id).created_at
     assert abs((created - utcnow()).total_seconds()) < 120, "server default must be UTC"
+
+
+def test_next_pass_goes_to_the_back_of_the_queue(engine: Engine) -> None:
+    a, b, c = add(engine, NewProblem("a", passes=3), NewProblem("b", passes=3), NewProblem("c"))
+    (first,) = claim(engine, 1)
+    assert first.id == a
+    with transaction(engine) as conn:
+        queue.complete_pass(conn, a, "w1", "x")
+    assert [claim(engine, 1)[0].id for _ in range(3)] == [b, c, a]

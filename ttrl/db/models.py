@@ -68,10 +68,12 @@ class Problem(Base):
             "status IN ('queued', 'claimed', 'done', 'failed')", name="ck_problems_status"
         ),
         CheckConstraint("passes_wanted >= 1", name="ck_problems_passes_wanted"),
-        # The claim query walks this partial index in order: priority first, then FIFO.
+        # The claim query walks this partial index in order: priority first, then FIFO by
+        # the time the problem (re-)entered the queue, so a next pass waits its turn.
         Index(
             "ix_problems_claim",
             sql("priority DESC"),
+            "updated_at",
             "id",
             postgresql_where=sql("status = 'queued'"),
             sqlite_where=sql("status = 'queued'"),

@@ -8,7 +8,9 @@ States and transitions::
 
 A claim is a lease: ``claimed_by`` owns the problem until ``lease_until``; ``renew`` extends it,
 ``reap`` returns expired leases to the queue. Transitions by a worker that no longer holds the
-lease raise :class:`LeaseLost` and change nothing. Claim order: priority (high first), then FIFO.
+lease raise :class:`LeaseLost` and change nothing. Claim order: priority (high first), then
+first in, first out by ``updated_at``, which for a queued problem is when it (re-)entered the
+queue: a problem back for its next pass, a retry or a reaped lease goes to the back.
 Every function takes a Connection inside the caller's transaction (``ttrl.db.transaction``),
 so the daemon can advance a problem in the same transaction that stores its vote.
 """
@@ -127,7 +129,12 @@ def claim(
         raise ValueError(f"claim k must be >= 1, got {k}")
     now = now or utcnow()
     lease_until = now + timedelta(seconds=lease_s)
-    pick = select(P.id).where(P.status == "queued").order_by(P.priority.desc(), P.id).limit(k)
+    pick = (
+        select(P.id)
+        .where(P.status == "queued")
+        .order_by(P.priority.desc(), P.updated_at, P.id)
+        .limit(k)
+    )
     if is_postgres(conn):
         pick = pick.with_for_update(skip_locked=True)
     stmt = (
@@ -153,6 +160,7 @@ def claim(
             P.lease_until,
         )
     )
+    # RETURNING order is unspecified: within one claimed batch, priority first, then id.
     rows = [ClaimedProblem(**row._mapping) for row in conn.execute(stmt)]
     rows.sort(key=lambda r: (-r.priority, r.id))
     return rows

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import Engine, text, update
 from sqlalchemy.engine import make_url
 
-from ttrl.answers import equivalent, vote
 from ttrl.daemon import store
-from ttrl.daemon.grading import grade
+from ttrl.daemon.voting import vote_record
 from ttrl.db import make_engine, migrate, queue, transaction
 from ttrl.db.models import ModelVersion, Problem, Vote, Worker
 from ttrl.db.queue import NewProblem
+from ttrl.engines.base import Completion
 
 from ..conftest import ADMIN_PG_URL
 
@@ -55,33 +55,18 @@ def _record(
     reference: str | None,
     rng: random.Random,
 ) -> store.VoteRecord:
-    v = vote(answers)
-    rollouts = []
-    for answer, key, reward in zip(answers, v.keys, v.rewards, strict=True):
-        tokens = [rng.randrange(100) for _ in range(rng.randint(0, 12))]
-        rollouts.append(
-            store.RolloutRecord(
-                text=f"... the answer is {answer}",
-                prompt_token_ids=[1, 2, 3],
-                token_ids=tokens,
-                finish_reason="stop",
-                raw_answer=answer,
-                answer_key=str(key) if key is not None else None,
-                reward=reward,
-            )
+    """The daemon's own vote record of completions whose final answers are ``answers``."""
+    samples = [
+        Completion(
+            text=f"so \\boxed{{{answer}}}" if answer is not None else "no idea",
+            prompt_token_ids=[1, 2, 3],
+            token_ids=[rng.randrange(100) for _ in range(rng.randint(0, 12))],
+            finish_reason="stop",
+            model_version=version,
         )
-    return store.VoteRecord(
-        problem_id=problem_id,
-        pass_index=pass_index,
-        model_version=version,
-        label=v.label,
-        label_key=str(v.label_key) if v.label_key is not None else None,
-        share=v.share,
-        n_distinct=v.n_distinct,
-        tie=v.tie,
-        grading=grade(v, answers, reference, equivalent),
-        rollouts=rollouts,
-    )
+        for answer in answers
+    ]
+    return vote_record(problem_id, pass_index, samples, reference)
 
 
 def _vote_round(engine: Engine, version: int, rng: random.Random, worker: str) -> None:

@@ -23,15 +23,14 @@ from sqlalchemy import Engine as SqlEngine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ttrl import answers
-from ttrl.answers import equivalent, extract, vote
 from ttrl.config import ConfigError, Settings
 from ttrl.daemon import metrics as m
 from ttrl.daemon import store
-from ttrl.daemon.grading import grade
 from ttrl.daemon.health import sd_notify
+from ttrl.daemon.voting import vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
-from ttrl.engines import Completion, Engine, load_engine, resolve_model_path
+from ttrl.engines import Engine, load_engine, resolve_model_path
 from ttrl.rl.batch import Rollout, RolloutGroup
 
 
@@ -226,7 +225,9 @@ class Service:
         with transaction(self.db, write=False) as conn:
             references = store.reference_answers(conn, [c.id for c, _ in sampled])
         for problem, samples in sampled:
-            record = self._vote_record(problem, samples, references.get(problem.id))
+            record = vote_record(
+                problem.id, problem.passes_done, samples, references.get(problem.id)
+            )
             try:
                 with transaction(self.db) as conn:
                     store.record_vote(conn, record, self.worker_id)
@@ -247,36 +248,6 @@ class Service:
             m.PROBLEMS_VOTED.inc()
             m.ROLLOUTS.inc(len(samples))
             m.VOTE_SHARE.set(record.share)
-
-    def _vote_record(
-        self, problem: ClaimedProblem, samples: list[Completion], reference: str | None
-    ) -> store.VoteRecord:
-        answers = [extract(s.text) for s in samples]
-        v = vote(answers)
-        rewards = v.rewards
-        return store.VoteRecord(
-            problem_id=problem.id,
-            pass_index=problem.passes_done,
-            model_version=min(s.model_version for s in samples),
-            label=v.label,
-            label_key=str(v.label_key) if v.label_key is not None else None,
-            share=v.share,
-            n_distinct=v.n_distinct,
-            tie=v.tie,
-            grading=grade(v, answers, reference, equivalent),
-            rollouts=[
-                store.RolloutRecord(
-                    text=s.text,
-                    prompt_token_ids=list(s.prompt_token_ids),
-                    token_ids=list(s.token_ids),
-                    finish_reason=s.finish_reason,
-                    raw_answer=a,
-                    answer_key=str(k) if k is not None else None,
-                    reward=r,
-                )
-                for s, a, k, r in zip(samples, answers, v.keys, rewards, strict=True)
-            ],
-        )
 
     # -- training --------------------------------------------------------------------------
 

@@ -198,43 +198,34 @@ def complete_pass(
 
     The answer columns always hold the label voted by the newest pass. Returns the new status.
     """
-    new_status = case((P.passes_done + 1 >= P.passes_wanted, "done"), else_="queued")
-    stmt = (
-        update(Problem)
-        .where(_held_by(worker), P.id == problem_id)
-        .values(
-            status=new_status,
-            passes_done=P.passes_done + 1,
-            attempts=0,
-            claimed_by=None,
-            lease_until=None,
-            last_error=None,
-            answer=answer,
-            answer_share=share,
-            answer_version=version,
-            updated_at=utcnow(),
-        )
-        .returning(P.status)
+    return _leave_claim(
+        conn,
+        problem_id,
+        worker,
+        status=case((P.passes_done + 1 >= P.passes_wanted, "done"), else_="queued"),
+        passes_done=P.passes_done + 1,
+        attempts=0,
+        last_error=None,
+        answer=answer,
+        answer_share=share,
+        answer_version=version,
     )
-    status = conn.execute(stmt).scalar_one_or_none()
-    if status is None:
-        raise LeaseLost(f"problem {problem_id} is not claimed by worker {worker!r}")
-    return status
 
 
 def fail(conn: Connection, problem_id: int, worker: str, reason: str, max_attempts: int) -> str:
     """An attempt at the current pass failed: requeue it, or mark ``failed`` after
     ``max_attempts`` claims. Returns the new status."""
+    return _leave_claim(
+        conn, problem_id, worker, status=_retry_or_fail(max_attempts), last_error=reason
+    )
+
+
+def _leave_claim(conn: Connection, problem_id: int, worker: str, **values: Any) -> str:
+    """End ``worker``'s claim on one problem with ``values``; returns the new status."""
     stmt = (
         update(Problem)
         .where(_held_by(worker), P.id == problem_id)
-        .values(
-            status=_retry_or_fail(max_attempts),
-            claimed_by=None,
-            lease_until=None,
-            last_error=reason,
-            updated_at=utcnow(),
-        )
+        .values(claimed_by=None, lease_until=None, updated_at=utcnow(), **values)
         .returning(P.status)
     )
     status = conn.execute(stmt).scalar_one_or_none()

@@ -1,0 +1,45 @@
+"""From N sampled completions of one problem to the vote the daemon stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ttrl.answers import equivalent, extract, vote
+from ttrl.daemon.grading import grade
+from ttrl.daemon.store import RolloutRecord, VoteRecord
+from ttrl.engines.base import Completion
+
+
+def vote_record(
+    problem_id: int, pass_index: int, samples: Sequence[Completion], reference: str | None
+) -> VoteRecord:
+    """Extract each completion's final answer, majority-vote them (TTRL's pseudo-label),
+    reward agreement with the label, and grade against ``reference`` for dashboards only.
+
+    The vote is attributed to the oldest model version among the samples.
+    """
+    answers = [extract(s.text) for s in samples]
+    v = vote(answers)
+    return VoteRecord(
+        problem_id=problem_id,
+        pass_index=pass_index,
+        model_version=min(s.model_version for s in samples),
+        label=v.label,
+        label_key=str(v.label_key) if v.label_key is not None else None,
+        share=v.share,
+        n_distinct=v.n_distinct,
+        tie=v.tie,
+        grading=grade(v, answers, reference, equivalent),
+        rollouts=[
+            RolloutRecord(
+                text=s.text,
+                prompt_token_ids=list(s.prompt_token_ids),
+                token_ids=list(s.token_ids),
+                finish_reason=s.finish_reason,
+                raw_answer=a,
+                answer_key=str(k) if k is not None else None,
+                reward=r,
+            )
+            for s, a, k, r in zip(samples, answers, v.keys, v.rewards, strict=True)
+        ],
+    )

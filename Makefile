@@ -1,5 +1,5 @@
 # The two commands of the README. Both create or refresh the virtual environment first.
-#   make run    the main job on the embedded defaults (SQLite file in this folder)
+#   make run    the main job on the embedded defaults: `ttrl demo` (SQLite, the tiny model)
 #   make test   lint + the whole test suite (SQLite and the local PostgreSQL)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -21,9 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: venv
-	$(BIN)/ttrl db upgrade
-	$(BIN)/ttrl toy problems --seed 7 --count 32 | $(BIN)/ttrl enqueue - --batch demo
-	$(BIN)/ttrl status
+	$(BIN)/ttrl demo
 
 test: venv
 	$(BIN)/ruff check .

@@ -25,7 +25,7 @@ from ttrl.cli_support import (
 )
 from ttrl.config import ConfigError
 from ttrl.dashboards.cli import answers_command, plot_command, status_tables
-from ttrl.db import migrate, queue, transaction
+from ttrl.db import make_engine, migrate, queue, transaction
 from ttrl.db.migrate import SchemaOutOfDate
 from ttrl.toy.cli import eval_command, toy_app
 
@@ -176,13 +176,14 @@ def demo(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The TTRL effect in minutes: the real daemon on the tiny model, before/after figures.
-    The last line printed is JSON."""
+    """The TTRL effect in minutes: the real daemon on the tiny model, before/after figures,
+    a plot (ttrl-demo.png in --workdir, else here). The last line printed is JSON."""
     import json
     import tempfile
 
-    from ttrl.daemon.demo import per_version, run_demo
+    from ttrl.daemon.demo import run_demo
     from ttrl.daemon.health import setup_logging
+    from ttrl.dashboards.plot import plot_history, version_history
 
     setup_logging()
     cfg = settings(config, None)
@@ -192,19 +193,25 @@ def demo(
             result = run_demo(cfg, seed, minutes, problems, where)
         except FileExistsError as exc:
             raise fail(str(exc)) from None
+        engine = make_engine(f"sqlite:///{where / 'ttrl.db'}")
+        with transaction(engine, write=False) as conn:
+            history = version_history(conn)
+        engine.dispose()
         table = Table(title="votes by model version (graded against the hidden references)")
-        for col in ("version", "problems", "label acc", "reward acc", "vote share", "pass@1"):
+        for col in ("version", "votes", "label acc", "reward acc", "vote share", "pass@1"):
             table.add_column(col, justify="right")
-        for r in per_version(f"sqlite:///{where / 'ttrl.db'}"):
+        for r in history:
             table.add_row(
                 str(r.version),
-                str(r.problems),
-                f"{r.label_accuracy:.3f}",
-                f"{r.reward_accuracy:.3f}",
-                f"{r.vote_share:.3f}",
-                f"{r.pass_at_1:.3f}",
+                str(r.votes),
+                *(
+                    f"{x:.3f}" if x is not None else "-"
+                    for x in (r.label_accuracy, r.reward_accuracy, r.majority_ratio, r.pass_at_1)
+                ),
             )
         out.print(table)
+        plot_path = plot_history(history, (workdir or Path.cwd()) / "ttrl-demo.png")
+        out.print(f"plot: {plot_path}" + (f"; database: {where / 'ttrl.db'}" if workdir else ""))
     out.print(json.dumps(result), soft_wrap=True, highlight=False)
 
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from loguru import logger
-from sqlalchemy import Integer, cast, func, select
 
 from ttrl.config import Settings
 from ttrl.daemon.service import Service
 from ttrl.db import make_engine, migrate, queue, transaction
-from ttrl.db.models import Vote
 from ttrl.db.queue import NewProblem
 from ttrl.engines import load_engine
 from ttrl.toy.evaluate import EvalReport, LabelledProblem, evaluate
@@ -28,36 +26,6 @@ from ttrl.toy.task import generate_problems
 EVAL_SAMPLES = 16
 # Every problem stays in the queue until the budget ends: TTRL revisits its test set.
 DEMO_PASSES = 1_000_000
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    version: int
-    problems: int
-    label_accuracy: float
-    reward_accuracy: float
-    vote_share: float
-    pass_at_1: float
-
-
-def per_version(db_url: str) -> list[VersionRow]:
-    """Grading of the votes each model version cast (what the dashboards chart)."""
-    engine = make_engine(db_url)
-    with transaction(engine, write=False) as conn:
-        rows = conn.execute(
-            select(
-                Vote.model_version,
-                func.count(),
-                func.avg(cast(Vote.label_correct, Integer)),
-                func.avg(Vote.reward_accuracy),
-                func.avg(Vote.share),
-                func.avg(Vote.pass_at_1),
-            )
-            .group_by(Vote.model_version)
-            .order_by(Vote.model_version)
-        ).all()
-    engine.dispose()
-    return [VersionRow(*r) for r in rows]
 
 
 def run_demo(cfg: Settings, seed: int, minutes: float, n_problems: int, workdir: Path) -> dict:

@@ -1,0 +1,62 @@
+"""`ttrl demo` end to end on a small budget: real loop, before/after figures, plot, JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TTRL = str(Path(sys.executable).with_name("ttrl"))
+
+
+@pytest.mark.slow
+def test_demo_reports_before_after_and_plots(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [
+            TTRL,
+            "demo",
+            "--seed",
+            "3",
+            "--minutes",
+            "0.25",
+            "--problems",
+            "8",
+            "--workdir",
+            str(workdir),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(summary) == {
+        "pass1_before",
+        "pass1_after",
+        "maj_before",
+        "maj_after",
+        "versions",
+        "seconds",
+    }
+    assert all(0.0 <= summary[k] <= 1.0 for k in ("pass1_before", "pass1_after"))
+    assert summary["seconds"] >= 15  # the loop ran for its budget
+    assert "votes by model version" in r.stdout
+    png = workdir / "ttrl-demo.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (workdir / "ttrl.db").exists()
+
+    again = subprocess.run(
+        [TTRL, "demo", "--minutes", "0.1", "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert again.returncode == 2 and "already holds a demo database" in again.stderr

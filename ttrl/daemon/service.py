@@ -82,6 +82,10 @@ class Service:
                     # The database went away: keep the process, retry with backoff; claims
                     # not stored by then run out their lease and are reclaimed.
                     outage += 1
+                    # The batch in flight is given up: released if the database answers,
+                    # else its leases (no longer renewed) expire and the reaper requeues it.
+                    if self._release_in_flight(worker_state="serving") == 0:
+                        self.in_flight = []
                     wait = min(60.0, 2.0**outage)
                     logger.error("database error ({}); retrying in {:.0f}s", exc.orig, wait)
                     sd_notify(status=f"database unavailable: {exc.orig}")
@@ -115,12 +119,12 @@ class Service:
         logger.info("stopped: {} ({} claims released)", self._status_line(), released)
         self.db.dispose()
 
-    def _release_in_flight(self) -> int:
-        """Give unfinished claims back to the queue and mark the worker stopped."""
+    def _release_in_flight(self, worker_state: str = "stopped") -> int:
+        """Give unfinished claims back to the queue and record the worker's state."""
         try:
             with transaction(self.db) as conn:
                 released = queue.release(conn, list(self.in_flight), self.worker_id)
-                store.heartbeat(conn, self.worker_id, state="stopped")
+                store.heartbeat(conn, self.worker_id, state=worker_state)
         except SQLAlchemyError as exc:
             logger.error(
                 "could not release claims {} ({}); their leases will expire", self.in_flight, exc
@@ -222,31 +226,34 @@ class Service:
 
     def _answer(self, claimed: list[ClaimedProblem]) -> None:
         sampled = self._generate(claimed)
-        with transaction(self.db, write=False) as conn:
+        records = []
+        with transaction(self.db) as conn:
             references = store.reference_answers(conn, [c.id for c, _ in sampled])
-        for problem, samples in sampled:
-            record = vote_record(
-                problem.id, problem.passes_done, samples, references.get(problem.id)
-            )
-            try:
-                with transaction(self.db) as conn:
-                    store.record_vote(conn, record, self.worker_id)
-                    queue.complete_pass(
-                        conn,
-                        problem.id,
-                        self.worker_id,
-                        record.label,
-                        record.share,
-                        record.model_version,
-                    )
-            except (LeaseLost, IntegrityError) as exc:
-                # Another worker owns this pass now (our lease expired); its vote stands.
-                logger.warning("problem {}: vote dropped: {}", problem.id, exc)
-                continue
-            finally:
-                self.in_flight.remove(problem.id)
+            # One commit for the batch; a savepoint per problem, so a problem whose lease
+            # was lost (another worker owns the pass now, its vote stands) drops alone.
+            for problem, samples in sampled:
+                record = vote_record(
+                    problem.id, problem.passes_done, samples, references.get(problem.id)
+                )
+                try:
+                    with conn.begin_nested():
+                        store.record_vote(conn, record, self.worker_id)
+                        queue.complete_pass(
+                            conn,
+                            problem.id,
+                            self.worker_id,
+                            record.label,
+                            record.share,
+                            record.model_version,
+                        )
+                except (LeaseLost, IntegrityError) as exc:
+                    logger.warning("problem {}: vote dropped: {}", problem.id, exc)
+                    continue
+                records.append(record)
+        self.in_flight = []
+        for record in records:
             m.PROBLEMS_VOTED.inc()
-            m.ROLLOUTS.inc(len(samples))
+            m.ROLLOUTS.inc(len(record.rollouts))
             m.VOTE_SHARE.set(record.share)
 
     # -- training --------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from ttrl.db import make_engine, migrate
-from ttrl.db.models import Base
 
 ADMIN_PG_URL = os.environ.get(
     "TTRL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -77,7 +76,3 @@ def engine(db_url: str) -> Iterator[Engine]:
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
-
-
-def table_names() -> list[str]:
-    return sorted(Base.metadata.tables)

@@ -30,7 +30,7 @@ DbOpt = Annotated[
 ]
 
 # Exit codes of `ttrl enqueue`, documented in the README.
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_REJECTED, EXIT_USAGE, EXIT_PARTIAL = 1, 2, 3  # 0: all inserted
 EXIT_CONFIG = 78  # EX_CONFIG of sysexits.h: `ttrl serve` cannot start with this configuration
 
 

@@ -122,9 +122,9 @@ def seed_history(engine: Engine, seed: int = 7) -> History:
                         "n_groups": 10 + version,
                         "n_tokens": 1000 * version,
                         "train_s": 2.5 * version,
+                        "swap_s": 0.25 * version,
                     },
                 )
-                store.set_swap_seconds(conn, version, 0.25 * version)
         _vote_round(engine, version, rng, "w-live")
     _vote_round(engine, 2, rng, "w-live")  # the 4-pass problems: version 2 votes twice
 

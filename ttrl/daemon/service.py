@@ -84,8 +84,8 @@ class Service:
                     outage += 1
                     # The batch in flight is given up: released if the database answers,
                     # else its leases (no longer renewed) expire and the reaper requeues it.
-                    if self._release_in_flight(worker_state="serving") == 0:
-                        self.in_flight = []
+                    self._release_in_flight(worker_state="serving")
+                    self.in_flight = []
                     wait = min(60.0, 2.0**outage)
                     logger.error("database error ({}); retrying in {:.0f}s", exc.orig, wait)
                     sd_notify(status=f"database unavailable: {exc.orig}")
@@ -176,9 +176,9 @@ class Service:
                     "status to 'retired' in model_versions to resume from the one before"
                 )
             self.version, model_dir = newest[0], Path(newest[1])
-        self.engine = load_engine(self.cfg.engine.model_copy(update={"model": str(model_dir)}))
-        if self.version:
-            self.engine.load_checkpoint(model_dir, self.version)  # type: ignore[attr-defined]
+        self.engine = load_engine(
+            self.cfg.engine.model_copy(update={"model": str(model_dir)}), self.version
+        )
         if self.d.updates:
             from ttrl.rl.trainer import Trainer
 

@@ -188,10 +188,6 @@ def add_version(
         )
 
 
-def set_swap_seconds(conn: Connection, version: int, seconds: float) -> None:
-    conn.execute(update(ModelVersion).where(MV.version == version).values(swap_s=seconds))
-
-
 def newest_active_version(conn: Connection) -> tuple[int, str | None] | None:
     """``(version, checkpoint path)`` of the newest active version, or None before any update."""
     row = conn.execute(

@@ -31,15 +31,16 @@ __all__ = [
 ]
 
 
-def load_engine(cfg: EngineConfig) -> Engine:
-    """Build the engine ``cfg.kind`` names; vllm is imported only for ``kind == "vllm"``."""
+def load_engine(cfg: EngineConfig, version: int = 0) -> Engine:
+    """Build the engine ``cfg.kind`` names, serving ``cfg.model`` as ``version``; vllm is
+    imported only for ``kind == "vllm"``."""
     if cfg.kind == "vllm":
         from ttrl.engines.vllm import VLLMEngine
 
-        return VLLMEngine.from_config(cfg)
+        return VLLMEngine.from_config(cfg, version)
     from ttrl.engines.hf import HFEngine
 
-    return HFEngine.from_config(cfg)
+    return HFEngine.from_config(cfg, version)
 
 
 def __getattr__(name: str) -> object:

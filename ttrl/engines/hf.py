@@ -124,6 +124,7 @@ class HFEngine:
         system_prompt: str | None = None,
         max_batch_tokens: int = 65536,
         attn_implementation: str | None = None,
+        version: int = 0,
     ) -> None:
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens={max_batch_tokens} must be >= 1")
@@ -143,7 +144,7 @@ class HFEngine:
         pad = self.codec.tokenizer.pad_token_id
         self.pad_id = self.codec.stop_ids[0] if pad is None else pad
         self.max_positions: int | None = getattr(self.model.config, "max_position_embeddings", None)
-        self._version = 0
+        self._version = version  # a resumed checkpoint keeps its number
         self._asleep = False
         # generate and update_weights may come from different threads (daemon jobs).
         self._lock = threading.RLock()
@@ -152,8 +153,8 @@ class HFEngine:
         )
 
     @classmethod
-    def from_config(cls, cfg: EngineConfig) -> HFEngine:
-        """Build from the ``engine:`` section of the config."""
+    def from_config(cls, cfg: EngineConfig, version: int = 0) -> HFEngine:
+        """Build from the ``engine:`` section; ``version`` numbers the weights of ``cfg.model``."""
         return cls(
             cfg.model,
             device=cfg.device,
@@ -162,11 +163,12 @@ class HFEngine:
             system_prompt=cfg.system_prompt,
             max_batch_tokens=cfg.max_batch_tokens,
             attn_implementation=cfg.attn_implementation,
+            version=version,
         )
 
     @property
     def version(self) -> int:
-        """The weight version now served (0 for the weights loaded from disk)."""
+        """The weight version now served (as given at construction, then by each swap)."""
         return self._version
 
     @property

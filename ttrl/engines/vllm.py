@@ -77,6 +77,7 @@ class VLLMEngine:
         use_chat_template: bool = True,
         system_prompt: str | None = None,
         options: VLLMOptions | None = None,
+        version: int = 0,
     ) -> None:
         vllm = import_vllm()
         self.options = options or VLLMOptions()
@@ -114,7 +115,7 @@ class VLLMEngine:
             # (e.g. a repetition penalty) slipped into RL rollouts.
             generation_config="vllm",
         )
-        self._version = 0
+        self._version = version  # a resumed checkpoint keeps its number
         # "awake", "asleep", or "weights-only": woken from level-2 sleep, KV cache still
         # released until new weights arrive (the order vLLM's sleep-mode docs advise).
         self._state = "awake"
@@ -122,19 +123,20 @@ class VLLMEngine:
         logger.info(f"VLLMEngine: {path}, tp={self.options.tensor_parallel_size}")
 
     @classmethod
-    def from_config(cls, cfg: EngineConfig) -> VLLMEngine:
-        """Build from the ``engine:`` section of the config."""
+    def from_config(cls, cfg: EngineConfig, version: int = 0) -> VLLMEngine:
+        """Build from the ``engine:`` section; ``version`` numbers the weights of ``cfg.model``."""
         return cls(
             cfg.model,
             dtype=cfg.dtype,
             use_chat_template=cfg.use_chat_template,
             system_prompt=cfg.system_prompt,
             options=cfg.vllm,
+            version=version,
         )
 
     @property
     def version(self) -> int:
-        """The weight version now served (0 for the weights loaded from disk)."""
+        """The weight version now served (as given at construction, then by each swap)."""
         return self._version
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ttrl import answers
 from ttrl.config import ConfigError, Settings
+from ttrl.crashpoints import crash_point
 from ttrl.daemon import metrics as m
 from ttrl.daemon import store
 from ttrl.daemon.health import sd_notify
@@ -226,6 +227,7 @@ class Service:
 
     def _answer(self, claimed: list[ClaimedProblem]) -> None:
         sampled = self._generate(claimed)
+        crash_point("sampled")
         records = []
         with transaction(self.db) as conn:
             references = store.reference_answers(conn, [c.id for c, _ in sampled])
@@ -250,6 +252,7 @@ class Service:
                     logger.warning("problem {}: vote dropped: {}", problem.id, exc)
                     continue
                 records.append(record)
+            crash_point("vote_written")
         self.in_flight = []
         for record in records:
             m.PROBLEMS_VOTED.inc()
@@ -298,12 +301,14 @@ class Service:
             logger.info("update skipped ({}); {} groups consumed", metrics.skip_reason, len(stored))
             return
 
+        crash_point("trained")
         new_version, parent = self.trainer.version, self.version
         path = self._checkpoint_path(new_version)
         if path.exists():  # left by a crash between the files and the row: never published
             logger.warning("removing unrecorded checkpoint {}", path)
             shutil.rmtree(path)
         self.trainer.save_checkpoint(path)  # atomic: files complete before the row below
+        crash_point("checkpoint_renamed")
         t0 = time.perf_counter()
         self.engine.update_weights(self.trainer.named_tensors(), new_version)
         swap_s = time.perf_counter() - t0

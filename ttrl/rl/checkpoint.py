@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ttrl.crashpoints import crash_point
+
 
 def save_checkpoint(
     path: str | Path,
@@ -32,6 +34,7 @@ def save_checkpoint(
     try:
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        crash_point("checkpoint_files")
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -23,7 +23,7 @@ from pydantic_settings import (
 )
 
 from ttrl.answers.config import AnswersConfig
-from ttrl.daemon.config import DaemonConfig
+from ttrl.daemon.config import DaemonConfig, GuardConfig
 from ttrl.engines.config import EngineConfig
 from ttrl.rl.config import RLConfig
 
@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     engine: EngineConfig = EngineConfig()
     rl: RLConfig = RLConfig()
     daemon: DaemonConfig = DaemonConfig()
+    guard: GuardConfig = GuardConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from ttrl.answers import metrics
 from ttrl.answers.bounded import SymbolicUnavailable, get_config, pool
 from ttrl.answers.clean import clean
-from ttrl.answers.exact import Unsupported, exact_value, format_value
+from ttrl.answers.exact import MAX_DEPTH, Unsupported, exact_value, format_value
 
 EXACT_KINDS = frozenset({"num", "choice", "set", "seq", "union", "matrix"})
 # Kinds a symbolic "expr" may still equal (a letter is a choice, never an expression).
@@ -79,11 +79,11 @@ def _outer_group(text: str) -> bool:
     return False
 
 
-def _element(text: str) -> str | None:
+def _element(text: str, depth: int) -> str | None:
     """Exact key text of one element of a structure (or of a whole answer), else None."""
     if text in _INFINITY:
         return _INFINITY[text]
-    structure = _structure(text)
+    structure = _structure(text, depth)
     if structure is not None:
         return structure.text
     try:
@@ -92,27 +92,36 @@ def _element(text: str) -> str | None:
         return None
 
 
-def _elements(parts: list[str]) -> list[str] | None:
-    keys = [_element(part) for part in parts]
+def _elements(parts: list[str], depth: int) -> list[str] | None:
+    keys = [_element(part, depth) for part in parts]
     return None if any(k is None for k in keys) else keys  # type: ignore[return-value]
 
 
-def _structure(text: str) -> Key | None:
-    """Exact key of a set, tuple/interval, union of intervals or matrix of exact elements."""
+def _structure(text: str, depth: int = 0) -> Key | None:
+    """Exact key of a set, tuple/interval, union of intervals or matrix of exact elements.
+
+    Structures nested deeper than ``MAX_DEPTH`` are left to the string key (no recursion
+    error, and each level costs one pass over the text).
+    """
+    if depth > MAX_DEPTH:
+        return None
+    depth += 1
     if text in _EMPTY_SET:
         return Key("set", "{}")
     matrix = _MATRIX.fullmatch(text)
     if matrix:
-        rows = [_elements(_split_top(row, "&")) for row in _split_top(matrix.group(2), "\\\\")]
+        rows = [
+            _elements(_split_top(row, "&"), depth) for row in _split_top(matrix.group(2), "\\\\")
+        ]
         if any(row is None for row in rows):
             return None
         return Key("matrix", "[" + ",".join("[" + ",".join(r) + "]" for r in rows) + "]")
     if text.startswith("\\{") and text.endswith("\\}") and _outer_group(text[1:]):
-        elements = _elements(_split_top(text[2:-2], ","))
+        elements = _elements(_split_top(text[2:-2], ","), depth)
         return None if elements is None else Key("set", "{" + ",".join(sorted(set(elements))) + "}")
     unions = _split_top(text, "\\cup")
     if len(unions) > 1:
-        parts = [_structure(part) for part in unions]
+        parts = [_structure(part, depth) for part in unions]
         if any(part is None or part.kind != "seq" for part in parts):
             return None
         return Key("union", " U ".join(sorted(part.text for part in parts)))  # type: ignore[union-attr]
@@ -120,12 +129,12 @@ def _structure(text: str) -> Key | None:
         parts = _split_top(text[1:-1], ",")
         if len(parts) < 2:
             return None
-        elements = _elements(parts)
+        elements = _elements(parts, depth)
         return None if elements is None else Key("seq", text[0] + ",".join(elements) + text[-1])
     parts = _split_top(text, ",")
     if len(parts) > 1:
         # A bare list ("1, 2") answers "find all solutions": order does not matter.
-        elements = _elements(parts)
+        elements = _elements(parts, depth)
         return None if elements is None else Key("set", "{" + ",".join(sorted(set(elements))) + "}")
     return None
 

@@ -190,14 +190,10 @@ class _Parser:
         return value
 
     def expr(self) -> Value:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise Unsupported("nested too deeply")
         value = self.unary()
         while self.peek() in ("+", "-"):
             sign = 1 if self.take() == "+" else -1
             value = _add(value, self.term(), sign)
-        self.depth -= 1
         return value
 
     def unary(self) -> Value:
@@ -254,6 +250,15 @@ class _Parser:
         return _mul(whole, fraction)
 
     def atom(self) -> Value:
+        # Every recursion (a group, `\frac\frac...`, `\sqrt\sqrt...`) passes through here.
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise Unsupported("nested too deeply")
+        value = self._atom()
+        self.depth -= 1
+        return value
+
+    def _atom(self) -> Value:
         token = self.take()
         if token[0].isdigit() or token[0] == ".":
             exp = _NUMBER.fullmatch(token)

@@ -11,7 +11,8 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _GSM8K = re.compile(r"####[ \t]*([^\n]*)")
 _PHRASE = re.compile(r"\banswer(?:[ \t]+is[ \t]*:?|[ \t]*:)[ \t]*([^\n]*)", re.IGNORECASE)
 # An inline math span in a fallback line: the answer is the math, not the words around it.
-_MATH_SPAN = re.compile(r"\$\$?([^$]+)\$\$?|\\\((.+?)\\\)|\\\[(.+?)\\\]")
+_DOLLAR_SPAN = re.compile(r"\$\$?([^$]+)\$\$?")
+_BRACKETED_SPANS = (("\\(", "\\)"), ("\\[", "\\]"))
 
 
 def _balanced_group(text: str, start: int) -> int | None:
@@ -53,11 +54,31 @@ def _last_box(text: str) -> tuple[bool, str | None]:
     return True, match.group(0) if match else None
 
 
+def _math_span(line: str) -> str | None:
+    """Content of the first inline math span (`$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]`).
+
+    Linear time: a lazy regex for `\\(.+?\\)` rescans to the end of the line from every
+    unclosed `\\(`, which is quadratic on a line of them. Only the first opener of a kind
+    can start its match: a closer after a later opener also follows the first one.
+    """
+    spans: list[tuple[int, str]] = []
+    dollar = _DOLLAR_SPAN.search(line)
+    if dollar:
+        spans.append((dollar.start(), dollar.group(1)))
+    for left, right in _BRACKETED_SPANS:
+        start = line.find(left)
+        # The content is at least one character, as in `.+?`.
+        end = line.find(right, start + len(left) + 1) if start >= 0 else -1
+        if end >= 0:
+            spans.append((start, line[start + len(left) : end]))
+    return min(spans)[1] if spans else None
+
+
 def _tidy(line: str) -> str:
     """The answer part of a fallback line: its math span if any, minus decoration."""
-    math = _MATH_SPAN.search(line)
-    if math:
-        line = next(g for g in math.groups() if g is not None)
+    math = _math_span(line)
+    if math is not None:
+        line = math
     line = line.strip().strip("*").strip()
     return line.rstrip(".").strip()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -35,4 +37,73 @@ class DaemonConfig(BaseModel):
     )
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Prometheus metrics on 127.0.0.1:PORT; None: off."
+    )
+    outage_alert_s: float = Field(
+        300.0,
+        gt=0,
+        description="After this long without the database, say so as an error in the log "
+        "and the systemd status line (the daemon keeps retrying).",
+    )
+
+
+GuardAction = Literal["alert", "hold", "rollback"]
+
+
+class GuardConfig(BaseModel):
+    """The collapse guard (``ttrl.daemon.guard``), mounted at ``guard:`` in the config tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Probe every new version before it serves.")
+    action: GuardAction = Field(
+        "rollback",
+        description="When a signal trips: alert (log and record only), hold (keep serving, "
+        "stop updating), rollback (serve the best version so far again, mark the new one "
+        "rolled_back).",
+    )
+    saturation_action: GuardAction = Field(
+        "alert",
+        description="Action of the vote-share saturation signal alone: a converged model is "
+        "also unanimous, so by default it only alerts.",
+    )
+    every_updates: int = Field(1, ge=1, description="Probe every k-th new version.")
+    every_s: float | None = Field(
+        900.0, gt=0, description="Also probe the serving version this often; None: never."
+    )
+    probe_prompts: int = Field(
+        16, ge=1, description="Recent non-canary prompts in the probe (fixed once chosen)."
+    )
+    max_canaries: int = Field(64, ge=0, description="Canary prompts in the probe, at most.")
+    canary_batches: list[str] = Field(
+        ["canary"],
+        description="Batches whose problems (with reference answers) are canaries: voted on "
+        "and probed, never trained on.",
+    )
+    probe_samples: int = Field(8, ge=2, description="Samples per probe prompt.")
+    seed: int = Field(0, description="Sampling seed of the probe: versions see the same dice.")
+    max_vote_share: float = Field(
+        0.995, gt=0, le=1, description="Saturation: mean majority share at or above this."
+    )
+    min_entropy_ratio: float = Field(
+        0.25,
+        ge=0,
+        description="Entropy drop: per-token negative log-likelihood of the probe samples "
+        "below this fraction of the baseline's.",
+    )
+    max_kl: float | None = Field(
+        None,
+        gt=0,
+        description="KL from the reference model per token (the trainer's, rl.kl_coef > 0 "
+        "loads it); None: not checked.",
+    )
+    min_length_ratio: float = Field(0.5, gt=0, description="Completion length collapse.")
+    max_length_ratio: float = Field(2.0, gt=0, description="Completion length blow-up.")
+    max_no_answer_rise: float = Field(
+        0.2, ge=0, le=1, description="Rise of the share of samples with no final answer."
+    )
+    max_canary_drop: float = Field(
+        0.1, ge=0, le=1, description="Canary pass@1 this far below the best version's."
+    )
+    max_rollbacks: int = Field(
+        3, ge=1, description="Consecutive rollbacks before the guard holds instead."
     )

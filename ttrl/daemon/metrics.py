@@ -25,6 +25,17 @@ UPDATE_SECONDS = Gauge(
 SWAP_SECONDS = Gauge(
     "ttrl_last_swap_seconds", "Duration of the newest weight swap.", registry=REGISTRY
 )
+DB_OUTAGE_SECONDS = Gauge(
+    "ttrl_database_outage_seconds",
+    "How long the database has been unreachable (0: reachable).",
+    registry=REGISTRY,
+)
+GUARD_TRIPS = Counter(
+    "ttrl_guard_trips", "Collapse-guard signals tripped.", ["signal"], registry=REGISTRY
+)
+ROLLBACKS = Counter(
+    "ttrl_rollbacks", "Model versions rolled back by the collapse guard.", registry=REGISTRY
+)
 
 
 def serve_metrics(port: int) -> None:

@@ -13,26 +13,31 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
+from sqlalchemy import Connection
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ttrl import answers
 from ttrl.config import ConfigError, Settings
 from ttrl.crashpoints import crash_point
+from ttrl.daemon import guard, store
 from ttrl.daemon import metrics as m
-from ttrl.daemon import store
 from ttrl.daemon.health import sd_notify
 from ttrl.daemon.voting import vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
 from ttrl.engines import Engine, load_engine, resolve_model_path
 from ttrl.rl.batch import Rollout, RolloutGroup
+
+T = TypeVar("T")
 
 
 class MissingCheckpoint(RuntimeError):
@@ -54,6 +59,16 @@ class Service:
         self.trainer: Any = None  # ttrl.rl.trainer.Trainer, imported lazily (torch)
         self.version = 0
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.outage_since: float | None = None  # monotonic time the database went away
+        # The collapse guard: its fixed probe, the baseline stats, the best canary pass@1.
+        self.g = cfg.guard
+        self.guard_due = threading.Event()
+        self.probe: list[tuple[str, str | None]] = []
+        self.baseline: guard.ProbeStats | None = None
+        self.best_canary: float | None = None
+        self.rollbacks = 0  # consecutive
+        self.held = False  # the guard stopped updates
+        self.updates_done = 0
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -73,24 +88,15 @@ class Service:
         self._beat("serving")
         sd_notify(ready=1, status=f"serving version {self.version}")
         logger.info("worker {} serving version {}", self.worker_id, self.version)
-        outage = 0
         try:
             while not self.stopping.is_set():
                 try:
                     worked = self.step()
-                    outage = 0
+                    self._database_back()
                 except OperationalError as exc:
-                    # The database went away: keep the process, retry with backoff; claims
-                    # not stored by then run out their lease and are reclaimed.
-                    outage += 1
-                    # The batch in flight is given up: released if the database answers,
-                    # else its leases (no longer renewed) expire and the reaper requeues it.
-                    self._release_in_flight(worker_state="serving")
-                    self.in_flight = []
-                    wait = min(60.0, 2.0**outage)
-                    logger.error("database error ({}); retrying in {:.0f}s", exc.orig, wait)
-                    sd_notify(status=f"database unavailable: {exc.orig}")
-                    self.stopping.wait(wait)
+                    # The database went away between batches (claim, update read): nothing
+                    # is in memory; keep the process and retry with backoff.
+                    self.stopping.wait(self._database_down(exc, "claiming"))
                     continue
                 sd_notify(watchdog=1, status=self._status_line())
                 if not worked:
@@ -111,6 +117,8 @@ class Service:
             self._answer(claimed)
         if not self.stopping.is_set():
             self._maybe_update()
+        if self.guard_due.is_set() and not self.stopping.is_set():
+            self._scheduled_guard()
         return bool(claimed)
 
     def _shutdown(self) -> None:
@@ -228,55 +236,107 @@ class Service:
     def _answer(self, claimed: list[ClaimedProblem]) -> None:
         sampled = self._generate(claimed)
         crash_point("sampled")
-        records = []
-        with transaction(self.db) as conn:
-            references = store.reference_answers(conn, [c.id for c, _ in sampled])
-            # One commit for the batch; a savepoint per problem, so a problem whose lease
-            # was lost (another worker owns the pass now, its vote stands) drops alone.
-            for problem, samples in sampled:
-                record = vote_record(
-                    problem.id, problem.passes_done, samples, references.get(problem.id)
-                )
-                try:
-                    with conn.begin_nested():
-                        store.record_vote(conn, record, self.worker_id)
-                        queue.complete_pass(
-                            conn,
-                            problem.id,
-                            self.worker_id,
-                            record.label,
-                            record.share,
-                            record.model_version,
-                        )
-                except (LeaseLost, IntegrityError) as exc:
-                    logger.warning("problem {}: vote dropped: {}", problem.id, exc)
-                    continue
-                records.append(record)
-            crash_point("vote_written")
+        # The samples stay in memory through a database outage and are written when it ends.
+        records = self._store(
+            "the votes of the batch", lambda conn: self._write_votes(conn, sampled)
+        )
         self.in_flight = []
         for record in records:
             m.PROBLEMS_VOTED.inc()
             m.ROLLOUTS.inc(len(record.rollouts))
             m.VOTE_SHARE.set(record.share)
 
+    def _write_votes(self, conn: Connection, sampled: list[tuple[ClaimedProblem, list]]) -> list:
+        """One commit for the batch; a savepoint per problem, so a problem whose lease was
+        lost (another worker owns the pass now, its vote stands) drops alone."""
+        records = []
+        references = store.reference_answers(conn, [c.id for c, _ in sampled])
+        for problem, samples in sampled:
+            record = vote_record(
+                problem.id, problem.passes_done, samples, references.get(problem.id)
+            )
+            try:
+                with conn.begin_nested():
+                    store.record_vote(conn, record, self.worker_id)
+                    queue.complete_pass(
+                        conn,
+                        problem.id,
+                        self.worker_id,
+                        record.label,
+                        record.share,
+                        record.model_version,
+                    )
+            except (LeaseLost, IntegrityError) as exc:
+                logger.warning("problem {}: vote dropped: {}", problem.id, exc)
+                continue
+            records.append(record)
+        crash_point("vote_written")
+        return records
+
+    # -- database outages ------------------------------------------------------------------
+
+    def _store(self, what: str, write: Callable[[Connection], T]) -> T:
+        """Run ``write`` in one transaction, retrying through database outages with backoff
+        for as long as it takes: the work in memory is written when the database returns.
+        (Claims whose lease ran out meanwhile and were taken over drop alone, see
+        :meth:`_write_votes`.)"""
+        while True:
+            try:
+                with transaction(self.db) as conn:
+                    result = write(conn)
+                self._database_back()
+                return result
+            except OperationalError as exc:
+                wait = self._database_down(exc, f"writing {what}")
+            # Stopping does not drop the work: the grace timer bounds the wait.
+            time.sleep(wait)
+
+    def _database_down(self, exc: OperationalError, doing: str) -> float:
+        """Log the outage (an error once it is older than ``daemon.outage_alert_s``), keep the
+        watchdog fed (the process is alive and retrying), return the backoff in seconds."""
+        now = time.monotonic()
+        if self.outage_since is None:
+            self.outage_since = now
+        down = now - self.outage_since
+        wait = min(30.0, 1.0 + down / 2)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        if down >= self.d.outage_alert_s:
+            status = f"DATABASE UNREACHABLE for {down / 60:.1f} min ({reason}); retrying"
+            logger.error("{} while {}", status, doing)
+        else:
+            status = f"database unavailable for {down:.0f}s ({reason}); retrying"
+            logger.warning("{} while {}; next try in {:.0f}s", status, doing, wait)
+        m.DB_OUTAGE_SECONDS.set(down)
+        sd_notify(watchdog=1, status=status)
+        return wait
+
+    def _database_back(self) -> None:
+        if self.outage_since is not None:
+            down = time.monotonic() - self.outage_since
+            logger.info("database back after {:.0f}s", down)
+            m.DB_OUTAGE_SECONDS.set(0)
+            self.outage_since = None
+
     # -- training --------------------------------------------------------------------------
 
     def _maybe_update(self) -> None:
-        if self.trainer is None:
+        if self.trainer is None or self.held:
             return
         min_version = self.version - self.d.max_staleness
         with transaction(self.db, write=False) as conn:
-            waiting = store.count_untrained_groups(conn, min_version)
+            waiting = store.count_untrained_groups(conn, min_version, self.g.canary_batches)
         if waiting and (waiting >= self.d.update_every_groups or self.update_due.is_set()):
             self.update(min_version)
 
     def update(self, min_version: int) -> None:
-        """One GRPO update on the untrained votes, then checkpoint, swap and record."""
+        """One GRPO update on the untrained votes, then checkpoint, swap, guard and record."""
         assert self.engine is not None and self.trainer is not None
         self.update_due.clear()
         self._reschedule_update_timer()
         with transaction(self.db, write=False) as conn:
-            stored = store.untrained_rollouts(conn, min_version, self.d.max_groups_per_update)
+            stored = store.untrained_rollouts(
+                conn, min_version, self.d.max_groups_per_update, self.g.canary_batches
+            )
         groups = [
             RolloutGroup(
                 vote_id,
@@ -289,6 +349,9 @@ class Service:
             for vote_id, rows in stored.items()
         ]
         groups = [g for g in groups if g.rollouts]
+        if self.g.enabled and self.baseline is None:
+            self.baseline = self._probe_stats()  # the serving version, before it changes
+            self.best_canary = self.baseline.canary_pass1 if self.baseline else None
         self.engine.sleep()
         try:
             metrics = self.trainer.step(groups)
@@ -296,8 +359,9 @@ class Service:
             self.engine.wake()
         if metrics.skipped:
             m.UPDATES_SKIPPED.inc()
-            with transaction(self.db) as conn:
-                store.mark_trained(conn, list(stored), self.version)
+            self._store(
+                "consumed votes", lambda c: store.mark_trained(c, list(stored), self.version)
+            )
             logger.info("update skipped ({}); {} groups consumed", metrics.skip_reason, len(stored))
             return
 
@@ -312,28 +376,33 @@ class Service:
         t0 = time.perf_counter()
         self.engine.update_weights(self.trainer.named_tensors(), new_version)
         swap_s = time.perf_counter() - t0
-        with transaction(self.db) as conn:
-            store.add_version(
-                conn,
-                new_version,
-                parent,
-                str(path),
-                {
-                    **metrics.as_dict(),
-                    "swap_s": swap_s,
-                    "n_groups": metrics.groups - metrics.groups_dropped,
-                    "n_tokens": metrics.tokens,
-                    "train_s": metrics.seconds,
-                },
-            )
+        # The guard probes the new version before it answers anything.
+        self.updates_done += 1
+        probe_now = self.g.enabled and self.updates_done % self.g.every_updates == 0
+        stats = self._probe_stats() if probe_now else None
+        decisions = self._check(stats, metrics.kl) if stats else []
+        action = guard.verdict(decisions)
+        status = "rolled_back" if action == "rollback" else "active"
+        record = {
+            **metrics.as_dict(),
+            "swap_s": swap_s,
+            "n_groups": metrics.groups - metrics.groups_dropped,
+            "n_tokens": metrics.tokens,
+            "train_s": metrics.seconds,
+            "canary_pass1": stats.canary_pass1 if stats else None,
+        }
+
+        def publish(conn: Connection) -> None:
+            store.add_version(conn, new_version, parent, str(path), record, status)
             store.mark_trained(conn, list(stored), new_version)
-        self.version = new_version
+            if decisions:
+                store.record_decisions(conn, new_version, self.worker_id, decisions)
+
+        self._store(f"model version {new_version}", publish)
         m.UPDATES.inc()
-        m.MODEL_VERSION.set(new_version)
         m.TRAINED_TOKENS.inc(metrics.tokens)
         m.UPDATE_SECONDS.set(metrics.seconds)
         m.SWAP_SECONDS.set(swap_s)
-        self._prune_checkpoints()
         logger.info(
             "version {}: {} groups ({} dropped as uniform), loss {:.4f}, reward {:.3f}, "
             "{:.1f}s train, {:.3f}s swap",
@@ -345,6 +414,112 @@ class Service:
             metrics.seconds,
             swap_s,
         )
+        if action == "rollback":
+            self._roll_back(new_version)
+            return
+        self.version = new_version
+        m.MODEL_VERSION.set(new_version)
+        if stats is not None and stats.canary_pass1 is not None:
+            self.best_canary = max(self.best_canary or 0.0, stats.canary_pass1)
+        if action != "rollback":
+            self.rollbacks = 0
+        if action == "hold":
+            self._hold(new_version)
+        self._prune_checkpoints()
+
+    # -- collapse guard --------------------------------------------------------------------
+
+    def _probe_stats(self) -> guard.ProbeStats | None:
+        """Sample the guard's probe with the serving weights; None when there is nothing to
+        probe yet or sampling failed (the check is then skipped, and logged)."""
+        assert self.engine is not None
+        if not self.probe:
+            with transaction(self.db, write=False) as conn:
+                self.probe = store.probe_prompts(
+                    conn, self.g.canary_batches, self.g.max_canaries, self.g.probe_prompts
+                )
+        if not self.probe:
+            return None
+        sampling = replace(self.cfg.engine.sampling, seed=self.g.seed, logprobs=True)
+        try:
+            groups = self.engine.generate(
+                [p for p, _ in self.probe], self.g.probe_samples, sampling
+            )
+        except (ValueError, RuntimeError) as exc:
+            logger.error("guard probe failed ({}); this version is not checked", exc)
+            return None
+        return guard.probe_stats(groups, [ref for _, ref in self.probe])
+
+    def _check(self, stats: guard.ProbeStats, kl: float | None) -> list[guard.Decision]:
+        if self.baseline is None:
+            return []
+        decisions = guard.check(stats, self.baseline, self.best_canary, kl, self.g)
+        for d in decisions:
+            if d.tripped:
+                m.GUARD_TRIPS.labels(d.signal).inc()
+                logger.warning(
+                    "guard: {} = {:.4g} (threshold {:.4g}) -> {}",
+                    d.signal,
+                    d.value,
+                    d.threshold,
+                    d.action,
+                )
+        return decisions
+
+    def _roll_back(self, bad: int) -> None:
+        """Serve (and train from) the best version before ``bad`` again."""
+        assert self.engine is not None
+        self.rollbacks += 1
+
+        def restore(conn: Connection) -> tuple[int, str | None] | None:
+            best = store.best_version(conn, below=bad)
+            store.roll_back(conn, bad, best[0] if best else None)
+            return best
+
+        best = self._store(f"the rollback of version {bad}", restore)
+        to, path = best if best else (0, None)
+        model_dir = Path(path) if path else resolve_model_path(self.cfg.engine.model)
+        self.engine.load_checkpoint(model_dir, to)
+        self.trainer = None  # free the bad weights before loading the good ones
+        from ttrl.rl.trainer import Trainer
+
+        self.trainer = Trainer(self._rl_config(), model_dir, version=bad)
+        self.version = to
+        m.ROLLBACKS.inc()
+        m.MODEL_VERSION.set(to)
+        logger.warning("guard: version {} rolled back; serving version {} again", bad, to)
+        if self.rollbacks >= self.g.max_rollbacks:
+            logger.error("guard: {} rollbacks in a row", self.rollbacks)
+            self._hold(to)
+
+    def _hold(self, version: int) -> None:
+        self.held = True
+        logger.error(
+            "guard: updates held at version {}; serving it. Inspect guard_decisions, then "
+            "restart the service to resume training",
+            version,
+        )
+        sd_notify(status=f"updates held by the collapse guard at version {version}")
+
+    def _scheduled_guard(self) -> None:
+        """The periodic check of the serving version (``guard.every_s``)."""
+        self.guard_due.clear()
+        if self.baseline is None:
+            return  # nothing to compare with before the first update
+        stats = self._probe_stats()
+        if stats is None:
+            return
+        decisions = self._check(stats, None)
+        serving = self.version
+        self._store(
+            "guard decisions",
+            lambda c: store.record_decisions(c, serving, self.worker_id, decisions),
+        )
+        action = guard.verdict(decisions)
+        if action == "rollback" and serving > 0:
+            self._roll_back(serving)
+        elif action in ("hold", "rollback"):
+            self._hold(serving)
 
     def _checkpoint_path(self, version: int) -> Path:
         return Path(self.d.checkpoint_dir).resolve() / f"v{version:06d}"
@@ -372,6 +547,8 @@ class Service:
             s.add_job(
                 self.update_due.set, "interval", seconds=d.update_every_s, id="update", **late
             )
+        if self.g.enabled and self.g.every_s:
+            s.add_job(self.guard_due.set, "interval", seconds=self.g.every_s, id="guard", **late)
         s.start()
 
     def _reschedule_update_timer(self) -> None:

@@ -15,11 +15,12 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ttrl.db.connection import utcnow
-from ttrl.db.models import ModelVersion, Problem, Rollout, Vote, Worker
+from ttrl.db.models import GuardDecision, ModelVersion, Problem, Rollout, Vote, Worker
 
 R = Rollout.__table__.c
 V = Vote.__table__.c
 MV = ModelVersion.__table__.c
+P = Problem.__table__.c
 
 
 @dataclass(frozen=True)
@@ -123,22 +124,31 @@ def record_vote(conn: Connection, record: VoteRecord, worker: str) -> int:
     return vote_id
 
 
-def count_untrained_groups(conn: Connection, min_version: int) -> int:
+def _trainable(min_version: int, canary_batches: Sequence[str]) -> list[Any]:
+    """Untrained, fresh enough, and not of a canary problem (canaries are never trained on)."""
+    where = [R.trained_in_version.is_(None), R.model_version >= min_version]
+    if canary_batches:
+        canaries = select(P.id).where(P.batch.in_(list(canary_batches)))
+        where.append(R.problem_id.not_in(canaries.scalar_subquery()))
+    return where
+
+
+def count_untrained_groups(
+    conn: Connection, min_version: int, canary_batches: Sequence[str] = ()
+) -> int:
     """Votes whose rollouts wait for training and are fresh enough to train on."""
     return conn.execute(
-        select(func.count(func.distinct(R.vote_id))).where(
-            R.trained_in_version.is_(None), R.model_version >= min_version
-        )
+        select(func.count(func.distinct(R.vote_id))).where(*_trainable(min_version, canary_batches))
     ).scalar_one()
 
 
 def untrained_rollouts(
-    conn: Connection, min_version: int, max_groups: int
+    conn: Connection, min_version: int, max_groups: int, canary_batches: Sequence[str] = ()
 ) -> dict[int, list[StoredRollout]]:
     """Rollouts of the oldest ``max_groups`` untrained votes, by vote id."""
     votes = (
         select(R.vote_id)
-        .where(R.trained_in_version.is_(None), R.model_version >= min_version)
+        .where(*_trainable(min_version, canary_batches))
         .group_by(R.vote_id)
         .order_by(R.vote_id)
         .limit(max_groups)
@@ -165,22 +175,28 @@ def mark_trained(conn: Connection, vote_ids: Sequence[int], version: int) -> Non
 
 
 def add_version(
-    conn: Connection, version: int, parent: int | None, path: str | None, metrics: dict[str, Any]
+    conn: Connection,
+    version: int,
+    parent: int | None,
+    path: str | None,
+    metrics: dict[str, Any],
+    status: str = "active",
 ) -> None:
-    """Record a model version whose checkpoint files are complete; it becomes active."""
+    """Record a model version whose checkpoint files are complete. An ``active`` one
+    retires its parent; a ``rolled_back`` one (refused by the guard) changes nothing else."""
     known = {c.name for c in ModelVersion.__table__.columns}
     conn.execute(
         insert(ModelVersion).values(
             version=version,
             parent=parent,
             path=path,
-            status="active",
+            status=status,
             created_at=utcnow(),
             metrics=metrics,
             **{k: v for k, v in metrics.items() if k in known and k not in ("version", "status")},
         )
     )
-    if parent is not None:
+    if parent is not None and status == "active":
         conn.execute(
             update(ModelVersion)
             .where(MV.version == parent, MV.status == "active")
@@ -234,3 +250,86 @@ def prune_rollout_texts(conn: Connection, older_than: datetime, min_trainable: i
         )
         .values(text=None, prompt_token_ids=None, token_ids=None)
     ).rowcount
+
+
+def newest_version_number(conn: Connection) -> int:
+    """The highest version number ever recorded (rolled back ones included), 0 if none."""
+    return conn.execute(select(func.coalesce(func.max(MV.version), 0))).scalar_one()
+
+
+def best_version(conn: Connection, below: int) -> tuple[int, str | None] | None:
+    """The version to roll back to from ``below``: the best canary pass@1 among the versions
+    before it that were never rolled back (newest first on ties and without canaries);
+    None means the base model."""
+    row = conn.execute(
+        select(MV.version, MV.path)
+        .where(MV.version < below, MV.status != "rolled_back")
+        .order_by(func.coalesce(MV.canary_pass1, -1.0).desc(), MV.version.desc())
+        .limit(1)
+    ).first()
+    return (row.version, row.path) if row else None
+
+
+def roll_back(conn: Connection, bad: int, to: int | None) -> None:
+    """Mark ``bad`` rolled back and make ``to`` (None: the base) the active version again.
+    The untrained rollouts ``bad`` sampled are consumed: no update learns from them."""
+    conn.execute(update(ModelVersion).where(MV.version == bad).values(status="rolled_back"))
+    others = update(ModelVersion).where(MV.status == "active")
+    if to is not None:
+        others = others.where(MV.version != to)
+        conn.execute(update(ModelVersion).where(MV.version == to).values(status="active"))
+    conn.execute(others.values(status="retired"))
+    mark_version_consumed(conn, bad)
+
+
+def mark_version_consumed(conn: Connection, version: int) -> None:
+    """No update will train on the rollouts ``version`` sampled (they are marked as used by it)."""
+    conn.execute(
+        update(Rollout)
+        .where(R.model_version == version, R.trained_in_version.is_(None))
+        .values(trained_in_version=version)
+    )
+
+
+def record_decisions(conn: Connection, version: int, worker: str, decisions: Sequence[Any]) -> None:
+    """One ``guard_decisions`` row per signal (``ttrl.daemon.guard.Decision``)."""
+    now = utcnow()
+    conn.execute(
+        insert(GuardDecision),
+        [
+            {
+                "version": version,
+                "signal": d.signal,
+                "value": d.value,
+                "threshold": d.threshold,
+                "tripped": d.tripped,
+                "action": d.action,
+                "worker": worker,
+                "created_at": now,
+            }
+            for d in decisions
+        ],
+    )
+
+
+def probe_prompts(
+    conn: Connection, canary_batches: Sequence[str], max_canaries: int, recent: int
+) -> list[tuple[str, str | None]]:
+    """The guard's probe: (prompt, reference) of up to ``max_canaries`` canaries with a
+    reference answer, then (prompt, None) of the ``recent`` newest other problems."""
+    out: list[tuple[str, str | None]] = []
+    if canary_batches and max_canaries:
+        out += [
+            (row.prompt, row.reference_answer)
+            for row in conn.execute(
+                select(P.prompt, P.reference_answer)
+                .where(P.batch.in_(list(canary_batches)), P.reference_answer.is_not(None))
+                .order_by(P.id)
+                .limit(max_canaries)
+            )
+        ]
+    others = select(P.prompt).where(P.status != "failed").order_by(P.id.desc()).limit(recent)
+    if canary_batches:
+        others = others.where(P.batch.not_in(list(canary_batches)))
+    out += [(prompt, None) for prompt in conn.execute(others).scalars()]
+    return out

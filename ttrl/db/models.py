@@ -110,6 +110,8 @@ class ModelVersion(Base):
     n_tokens: Mapped[int | None] = mapped_column(BigInteger)
     train_s: Mapped[float | None] = mapped_column(Float)
     swap_s: Mapped[float | None] = mapped_column(Float)
+    # Share of the guard's canary samples with the reference answer (None: no canaries).
+    canary_pass1: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     __table_args__ = (
@@ -180,6 +182,24 @@ class Rollout(Base):
             sqlite_where=sql("trained_in_version IS NULL"),
         ),
     )
+
+
+class GuardDecision(Base):
+    """One signal of the collapse guard checked for one model version (``ttrl.daemon.guard``)."""
+
+    __tablename__ = "guard_decisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(Integer)
+    signal: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    tripped: Mapped[bool] = mapped_column(Boolean)
+    action: Mapped[str] = mapped_column(String(16))  # none, alert, hold, rollback
+    worker: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_guard_decisions_version", "version"),)
 
 
 class Worker(Base):

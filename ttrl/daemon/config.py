@@ -38,6 +38,12 @@ class DaemonConfig(BaseModel):
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Prometheus metrics on 127.0.0.1:PORT; None: off."
     )
+    stall_s: float = Field(
+        1800.0,
+        gt=0,
+        description="systemd's watchdog is fed only while the loop passed a step (claim, "
+        "sampling, store, update) within this long: longer than your slowest update.",
+    )
     outage_alert_s: float = Field(
         300.0,
         gt=0,

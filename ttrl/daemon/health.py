@@ -27,6 +27,16 @@ def setup_logging(level: str = "INFO") -> None:
         )
 
 
+def watchdog_interval() -> float | None:
+    """Seconds between WATCHDOG=1 pings (half of systemd's WatchdogSec), or None when
+    systemd watches no process here (WATCHDOG_USEC unset, or set for another PID)."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2e6
+
+
 def sd_notify(**fields: str | int) -> bool:
     """Send ``KEY=value`` lines to systemd's notify socket (sd_notify(3)); a no-op, returning
     False, when the process was not started by systemd with Type=notify."""

@@ -30,7 +30,7 @@ from ttrl.config import ConfigError, Settings
 from ttrl.crashpoints import crash_point
 from ttrl.daemon import guard, store
 from ttrl.daemon import metrics as m
-from ttrl.daemon.health import sd_notify
+from ttrl.daemon.health import sd_notify, watchdog_interval
 from ttrl.daemon.voting import vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
@@ -60,6 +60,7 @@ class Service:
         self.version = 0
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.outage_since: float | None = None  # monotonic time the database went away
+        self.progress_at = time.monotonic()  # the loop's last step (feeds the watchdog)
         # The collapse guard: its fixed probe, the baseline stats, the best canary pass@1.
         self.g = cfg.guard
         self.guard_due = threading.Event()
@@ -98,7 +99,7 @@ class Service:
                     # is in memory; keep the process and retry with backoff.
                     self.stopping.wait(self._database_down(exc, "claiming"))
                     continue
-                sd_notify(watchdog=1, status=self._status_line())
+                sd_notify(status=self._status_line())
                 if not worked:
                     self.stopping.wait(self.d.poll_s)
         finally:
@@ -108,6 +109,7 @@ class Service:
     def step(self) -> bool:
         """One round: a claimed batch voted and stored, then an update if one is due
         (not once stopping). Returns False when the queue was empty."""
+        self.progress_at = time.monotonic()
         with transaction(self.db) as conn:
             claimed = queue.claim(
                 conn, self.cfg.queue.claim_batch, self.worker_id, self.cfg.queue.lease_s
@@ -235,6 +237,7 @@ class Service:
 
     def _answer(self, claimed: list[ClaimedProblem]) -> None:
         sampled = self._generate(claimed)
+        self.progress_at = time.monotonic()
         crash_point("sampled")
         # The samples stay in memory through a database outage and are written when it ends.
         records = self._store(
@@ -307,7 +310,8 @@ class Service:
             status = f"database unavailable for {down:.0f}s ({reason}); retrying"
             logger.warning("{} while {}; next try in {:.0f}s", status, doing, wait)
         m.DB_OUTAGE_SECONDS.set(down)
-        sd_notify(watchdog=1, status=status)
+        self.progress_at = now  # alive and retrying: not a stall
+        sd_notify(status=status)
         return wait
 
     def _database_back(self) -> None:
@@ -357,6 +361,7 @@ class Service:
             metrics = self.trainer.step(groups)
         finally:
             self.engine.wake()
+        self.progress_at = time.monotonic()
         if metrics.skipped:
             m.UPDATES_SKIPPED.inc()
             self._store(
@@ -547,9 +552,20 @@ class Service:
             s.add_job(
                 self.update_due.set, "interval", seconds=d.update_every_s, id="update", **late
             )
+        ping = watchdog_interval()
+        if ping:
+            s.add_job(self._feed_watchdog, "interval", seconds=ping, id="watchdog", **late)
         if self.g.enabled and self.g.every_s:
             s.add_job(self.guard_due.set, "interval", seconds=self.g.every_s, id="guard", **late)
         s.start()
+
+    def _feed_watchdog(self) -> None:
+        """WATCHDOG=1 only while the loop makes progress: a hung loop gets restarted."""
+        stalled = time.monotonic() - self.progress_at
+        if stalled < self.d.stall_s:
+            sd_notify(watchdog=1)
+        else:
+            logger.error("no progress for {:.0f}s: letting systemd's watchdog fire", stalled)
 
     def _reschedule_update_timer(self) -> None:
         if self.scheduler.get_job("update"):

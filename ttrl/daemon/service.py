@@ -173,6 +173,9 @@ class Service:
         """Resume from the newest active version whose files are complete, else the base."""
         answers.configure(self.cfg.answers)
         answers.warm_up()
+        for partial in Path(self.d.checkpoint_dir).glob(".v*.tmp-*"):
+            logger.warning("removing {}: a checkpoint a crash left unfinished", partial)
+            shutil.rmtree(partial, ignore_errors=True)
         base = resolve_model_path(self.cfg.engine.model)
         with transaction(self.db, write=False) as conn:
             newest = store.newest_active_version(conn)

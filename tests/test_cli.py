@@ -151,3 +151,15 @@ def test_bad_arguments(args: list[str], fresh_sqlite_url: str) -> None:
     r = ttrl(*args, db=fresh_sqlite_url)
     assert r.returncode == 2
     assert "error:" in r.stderr
+
+
+def test_serve_with_wrong_config_types_exits_78_naming_each_key(tmp_path: Path) -> None:
+    """systemd's RestartPreventExitStatus=78: a bad configuration is said, not retried."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("daemon:\n  votes: many\nrl:\n  lr: [1]\n")
+    r = ttrl("serve", "--config", str(bad), db=f"sqlite:///{tmp_path / 'x.db'}")
+    assert r.returncode == 78, r.stderr
+    assert "daemon.votes: Input should be a valid integer" in r.stderr and "'many'" in r.stderr
+    assert "rl.lr: Input should be a valid number" in r.stderr and str(bad) in r.stderr
+    env_bad = ttrl("serve", db="sqlite:///x.db", env={"TTRL_QUEUE__LEASE_S": "abc"})
+    assert env_bad.returncode == 78 and "queue.lease_s" in env_bad.stderr

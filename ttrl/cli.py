@@ -150,7 +150,7 @@ def status(config: ConfigOpt = None, db: DbOpt = None) -> None:
 @app.command("serve")
 def serve(config: ConfigOpt = None, db: DbOpt = None) -> None:
     """Run the daemon: answer the queue by majority vote and learn from it, until SIGTERM."""
-    cfg = settings(config, db)
+    cfg = settings(config, db, EXIT_CONFIG)  # systemd must not restart a bad configuration
     from ttrl.daemon.health import setup_logging
     from ttrl.daemon.service import MissingCheckpoint, Service
 

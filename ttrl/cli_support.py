@@ -39,13 +39,29 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def settings(config: Path | None, db: str | None) -> Settings:
+def settings(config: Path | None, db: str | None, code: int = EXIT_USAGE) -> Settings:
+    """The effective settings; a bad file or value exits with ``code`` and one line per
+    problem that names the key."""
     try:
         return load_settings(config, db_url=db)
     except ConfigError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc), code) from None
     except ValidationError as exc:
-        raise fail(f"invalid configuration:\n{exc}") from None
+        raise fail(describe_invalid(exc, config), code) from None
+
+
+def describe_invalid(exc: ValidationError, config: Path | None) -> str:
+    """``key: what is wrong (got value)`` per error, and where values come from."""
+    lines = [
+        f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']} "
+        f"(got {e['input']!r:.80})"
+        for e in exc.errors()
+    ]
+    source = f"{config}, " if config else ""
+    return (
+        f"invalid configuration ({source}TTRL_* environment variables or the defaults):\n"
+        + "\n".join(lines)
+    )
 
 
 @contextmanager

@@ -148,13 +148,44 @@ def status(config: ConfigOpt = None, db: DbOpt = None) -> None:
 
 
 @app.command("serve")
-def serve(config: ConfigOpt = None, db: DbOpt = None) -> None:
+def serve(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="all (default: one process does everything), rollout or learner "
+            "(several hosts, docs/scale-out.md); overrides daemon.role."
+        ),
+    ] = None,
+) -> None:
     """Run the daemon: answer the queue by majority vote and learn from it, until SIGTERM."""
     cfg = settings(config, db, EXIT_CONFIG)  # systemd must not restart a bad configuration
+    if role is not None:
+        if role not in ("all", "rollout", "learner"):
+            raise fail(f"--role {role!r}: use all, rollout or learner", EXIT_CONFIG)
+        cfg = cfg.model_copy(update={"daemon": cfg.daemon.model_copy(update={"role": role})})
+    from ttrl.daemon import ranks
     from ttrl.daemon.health import setup_logging
-    from ttrl.daemon.service import MissingCheckpoint, Service
+    from ttrl.daemon.service import MissingCheckpoint, Service, build_trainer
 
     setup_logging()
+    rank, world = ranks.world()
+    if world > 1 and cfg.daemon.role != "learner":
+        raise fail(
+            f"{world} ranks: only the learner runs under torchrun/deepspeed; "
+            "start rollout workers as plain processes",
+            EXIT_CONFIG,
+        )
+    if rank > 0:  # a DeepSpeed rank of the learner: mirror rank 0's trainer, no database
+        import signal
+
+        import torch
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # rank 0 decides when to stop
+        ranks.init_process_group(torch.cuda.is_available())
+        ranks.follow(lambda d, v: build_trainer(cfg, d, v))
+        raise typer.Exit(0)
     with database(cfg):  # an unreachable or old database is said plainly, before loading
         pass
     try:

@@ -1,4 +1,5 @@
-"""Collapse guard: one row per signal checked per model version; canary pass@1 per version.
+"""Collapse guard: one row per signal checked per model version; canary pass@1 per version;
+the model version each worker serves (scale-out: rollout workers follow the learner).
 
 Revision ID: 0003
 Revises: 0002
@@ -35,9 +36,11 @@ def upgrade() -> None:
     op.create_index("ix_guard_decisions_version", "guard_decisions", ["version"])
     # Plain ADD COLUMN (SQLite has it natively): a batch rebuild would lose the CHECKs.
     op.add_column("model_versions", sa.Column("canary_pass1", sa.Float(), nullable=True))
+    op.add_column("workers", sa.Column("model_version", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("workers", "model_version")
     op.drop_column("model_versions", "canary_pass1")
     op.drop_index("ix_guard_decisions_version", table_name="guard_decisions")
     op.drop_table("guard_decisions")

@@ -6,10 +6,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Role = Literal["all", "rollout", "learner"]
+
 
 class DaemonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    role: Role = Field(
+        "all",
+        description="all: claim, sample, vote and train in one process; rollout: claim, sample "
+        "and vote, follow the learner's versions; learner: train on the rollouts in the "
+        "database and publish versions (docs/scale-out.md).",
+    )
+    version_poll_s: float = Field(
+        5.0,
+        gt=0,
+        description="Rollout workers check for a new active version this often (and at once "
+        "on a PostgreSQL NOTIFY).",
+    )
     votes: int = Field(16, ge=1, description="N: rollouts sampled and voted on per problem.")
     updates: bool = Field(True, description="Train on the votes; false: answer only.")
     update_every_groups: int = Field(

@@ -28,9 +28,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from ttrl import answers
 from ttrl.config import ConfigError, Settings
 from ttrl.crashpoints import crash_point
-from ttrl.daemon import guard, store
+from ttrl.daemon import guard, ranks, store
 from ttrl.daemon import metrics as m
 from ttrl.daemon.health import sd_notify, watchdog_interval
+from ttrl.daemon.versions import VersionWatch, announce
 from ttrl.daemon.voting import vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
@@ -38,6 +39,30 @@ from ttrl.engines import Engine, load_engine, resolve_model_path
 from ttrl.rl.batch import Rollout, RolloutGroup
 
 T = TypeVar("T")
+
+
+def rl_config(cfg: Settings) -> Any:
+    """The trainer must score tokens as they were sampled: its temperature and the Dr. GRPO
+    length constant follow ``engine.sampling``."""
+    sampling = cfg.engine.sampling
+    if sampling.temperature <= 0:
+        raise ConfigError(
+            "engine.sampling.temperature is 0 (greedy): all votes of a problem would agree "
+            "and nothing could be learned; set it > 0 or daemon.updates: false"
+        )
+    return cfg.rl.model_copy(
+        update={
+            "temperature": sampling.temperature,
+            "max_completion_tokens": sampling.max_new_tokens,
+        }
+    )
+
+
+def build_trainer(cfg: Settings, model_dir: Path, version: int) -> Any:
+    """A :class:`ttrl.rl.trainer.Trainer` (imported here: it pulls in torch)."""
+    from ttrl.rl.trainer import Trainer
+
+    return Trainer(rl_config(cfg), model_dir, version=version)
 
 
 class MissingCheckpoint(RuntimeError):
@@ -50,6 +75,9 @@ class Service:
     def __init__(self, cfg: Settings) -> None:
         self.cfg = cfg
         self.d = cfg.daemon
+        self.role = cfg.daemon.role
+        self.trains = cfg.daemon.updates and self.role != "rollout"
+        self.watch: VersionWatch | None = None  # rollout workers follow the learner
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self.update_due = threading.Event()
@@ -76,19 +104,23 @@ class Service:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the process exit code."""
         migrate.require_head(self.db)
-        if self.d.updates:
-            self._rl_config()  # a config that cannot train fails before the model loads
+        if self.trains:
+            rl_config(self.cfg)  # a config that cannot train fails before the model loads
         with transaction(self.db) as conn:
-            store.register_worker(conn, self.worker_id, socket.gethostname(), os.getpid(), "all")
+            store.register_worker(
+                conn, self.worker_id, socket.gethostname(), os.getpid(), self.role
+            )
         self._install_signal_handlers()
         if self.d.metrics_port is not None:
             m.serve_metrics(self.d.metrics_port)
         self._load_models()
         m.MODEL_VERSION.set(self.version)
+        if self.role == "rollout":
+            self.watch = VersionWatch(self.db, self.d.version_poll_s)
         self._start_jobs()
         self._beat("serving")
         sd_notify(ready=1, status=f"serving version {self.version}")
-        logger.info("worker {} serving version {}", self.worker_id, self.version)
+        logger.info("{} worker {} serving version {}", self.role, self.worker_id, self.version)
         try:
             while not self.stopping.is_set():
                 try:
@@ -107,25 +139,35 @@ class Service:
         return 0
 
     def step(self) -> bool:
-        """One round: a claimed batch voted and stored, then an update if one is due
-        (not once stopping). Returns False when the queue was empty."""
+        """One round: a claimed batch voted and stored (not on a learner), then an update if
+        one is due (not on a rollout worker, not once stopping). Returns False when there
+        was nothing to do."""
         self.progress_at = time.monotonic()
-        with transaction(self.db) as conn:
-            claimed = queue.claim(
-                conn, self.cfg.queue.claim_batch, self.worker_id, self.cfg.queue.lease_s
-            )
+        if self.watch is not None and self.watch.due():
+            self._follow_versions()
+        claimed = []
+        if self.role != "learner":
+            with transaction(self.db) as conn:
+                claimed = queue.claim(
+                    conn, self.cfg.queue.claim_batch, self.worker_id, self.cfg.queue.lease_s
+                )
         if claimed:
             self.in_flight = [c.id for c in claimed]
             self._answer(claimed)
+        updated = False
         if not self.stopping.is_set():
-            self._maybe_update()
+            updated = self._maybe_update()
         if self.guard_due.is_set() and not self.stopping.is_set():
             self._scheduled_guard()
-        return bool(claimed)
+        return bool(claimed) or updated
 
     def _shutdown(self) -> None:
         sd_notify(stopping=1, status="stopping")
         self.scheduler.shutdown(wait=False)
+        if self.watch is not None:
+            self.watch.stop()
+        if isinstance(self.trainer, ranks.MirroredTrainer):
+            self.trainer.close()  # the other ranks of the learner leave too
         released = self._release_in_flight()
         logger.info("stopped: {} ({} claims released)", self._status_line(), released)
         self.db.dispose()
@@ -193,27 +235,39 @@ class Service:
         self.engine = load_engine(
             self.cfg.engine.model_copy(update={"model": str(model_dir)}), self.version
         )
-        if self.d.updates:
-            from ttrl.rl.trainer import Trainer
-
-            self.trainer = Trainer(self._rl_config(), model_dir, version=self.version)
+        if self.trains:
+            self.trainer = self._make_trainer(model_dir, self.version)
         logger.info("model {} at version {}", model_dir, self.version)
 
-    def _rl_config(self) -> Any:
-        """The trainer must score tokens as they were sampled: its temperature and the
-        Dr. GRPO length constant follow ``engine.sampling``."""
-        sampling = self.cfg.engine.sampling
-        if sampling.temperature <= 0:
-            raise ConfigError(
-                "engine.sampling.temperature is 0 (greedy): all votes of a problem would agree "
-                "and nothing could be learned; set it > 0 or daemon.updates: false"
-            )
-        return self.cfg.rl.model_copy(
-            update={
-                "temperature": sampling.temperature,
-                "max_completion_tokens": sampling.max_new_tokens,
-            }
-        )
+    def _make_trainer(self, model_dir: Path, version: int) -> Any:
+        """The trainer; under a multi-rank launcher (DeepSpeed) one the other ranks mirror."""
+        rank, world = ranks.world()
+        if world == 1:
+            return build_trainer(self.cfg, model_dir, version)
+        assert rank == 0, "ranks > 0 run ranks.follow, not the service"
+        import torch
+
+        ranks.init_process_group(torch.cuda.is_available())
+        return ranks.MirroredTrainer(lambda d, v: build_trainer(self.cfg, d, v), model_dir, version)
+
+    def _follow_versions(self) -> None:
+        """Rollout workers: serve the learner's active version (newer, or older after a
+        rollback). Files not readable yet (a lagging shared filesystem) are retried later."""
+        assert self.engine is not None
+        with transaction(self.db, write=False) as conn:
+            newest = store.newest_active_version(conn)
+        version, path = newest if newest else (0, None)
+        if version == self.version:
+            return
+        model_dir = Path(path) if path else resolve_model_path(self.cfg.engine.model)
+        try:
+            self.engine.load_checkpoint(model_dir, version)  # type: ignore[attr-defined]
+        except (OSError, ValueError, RuntimeError) as exc:
+            logger.warning("cannot load version {} from {} yet ({}); retrying", version, path, exc)
+            return
+        self.version = version
+        m.MODEL_VERSION.set(version)
+        self._beat()
 
     # -- answering -------------------------------------------------------------------------
 
@@ -326,14 +380,17 @@ class Service:
 
     # -- training --------------------------------------------------------------------------
 
-    def _maybe_update(self) -> None:
+    def _maybe_update(self) -> bool:
+        """Run an update when one is due; returns whether it ran."""
         if self.trainer is None or self.held:
-            return
+            return False
         min_version = self.version - self.d.max_staleness
         with transaction(self.db, write=False) as conn:
             waiting = store.count_untrained_groups(conn, min_version, self.g.canary_batches)
         if waiting and (waiting >= self.d.update_every_groups or self.update_due.is_set()):
             self.update(min_version)
+            return True
+        return False
 
     def update(self, min_version: int) -> None:
         """One GRPO update on the untrained votes, then checkpoint, swap, guard and record."""
@@ -405,6 +462,8 @@ class Service:
             store.mark_trained(conn, list(stored), new_version)
             if decisions:
                 store.record_decisions(conn, new_version, self.worker_id, decisions)
+            if status == "active":
+                announce(conn, new_version)  # rollout workers load it (NOTIFY at commit)
 
         self._store(f"model version {new_version}", publish)
         m.UPDATES.inc()
@@ -482,6 +541,7 @@ class Service:
         def restore(conn: Connection) -> tuple[int, str | None] | None:
             best = store.best_version(conn, below=bad)
             store.roll_back(conn, bad, best[0] if best else None)
+            announce(conn, best[0] if best else 0)
             return best
 
         best = self._store(f"the rollback of version {bad}", restore)
@@ -489,9 +549,7 @@ class Service:
         model_dir = Path(path) if path else resolve_model_path(self.cfg.engine.model)
         self.engine.load_checkpoint(model_dir, to)
         self.trainer = None  # free the bad weights before loading the good ones
-        from ttrl.rl.trainer import Trainer
-
-        self.trainer = Trainer(self._rl_config(), model_dir, version=bad)
+        self.trainer = self._make_trainer(model_dir, bad)
         self.version = to
         m.ROLLBACKS.inc()
         m.MODEL_VERSION.set(to)
@@ -592,7 +650,7 @@ class Service:
 
     def _beat(self, state: str | None = None) -> None:
         with transaction(self.db) as conn:
-            store.heartbeat(conn, self.worker_id, state)
+            store.heartbeat(conn, self.worker_id, state, self.version)
 
     def _retention(self) -> None:
         cutoff = utcnow() - timedelta(days=self.d.retention_days)

@@ -231,10 +231,14 @@ def register_worker(conn: Connection, worker_id: str, host: str, pid: int, role:
     )
 
 
-def heartbeat(conn: Connection, worker_id: str, state: str | None = None) -> None:
+def heartbeat(
+    conn: Connection, worker_id: str, state: str | None = None, version: int | None = None
+) -> None:
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if state is not None:
         values["state"] = state
+    if version is not None:
+        values["model_version"] = version
     conn.execute(update(Worker).where(Worker.id == worker_id).values(**values))
 
 

@@ -212,5 +212,6 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[int | None] = mapped_column(Integer)  # the version it serves
     started_at: Mapped[datetime] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,70 @@
+"""How rollout workers learn that the learner published (or rolled back) a model version.
+
+The learner commits the version row and, on PostgreSQL, ``NOTIFY ttrl_versions`` in the
+same transaction (delivered at commit, so a listener never sees a version before its
+row). A rollout worker LISTENs on a dedicated connection and also polls every
+``daemon.version_poll_s`` seconds: polling is the whole mechanism on SQLite, and the
+fallback whenever the listening connection is down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from loguru import logger
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
+
+from ttrl.db.connection import is_postgres
+
+CHANNEL = "ttrl_versions"
+
+
+def announce(conn: Connection, version: int) -> None:
+    """Tell listening workers, at commit of ``conn``'s transaction, that the active version
+    changed (a no-op on SQLite, whose workers poll)."""
+    if is_postgres(conn):
+        conn.execute(
+            text("SELECT pg_notify(:channel, :v)"), {"channel": CHANNEL, "v": str(version)}
+        )
+
+
+class VersionWatch:
+    """``due()`` is True when a notification arrived or ``poll_s`` passed since the last
+    check; a background thread keeps a LISTEN connection open on PostgreSQL."""
+
+    def __init__(self, db: Engine, poll_s: float) -> None:
+        self.poll_s = poll_s
+        self.notified = threading.Event()
+        self.stopped = threading.Event()
+        self.checked = float("-inf")
+        if is_postgres(db):
+            conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            threading.Thread(target=self._listen, args=(conninfo,), daemon=True).start()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if self.notified.is_set() or now - self.checked >= self.poll_s:
+            self.notified.clear()
+            self.checked = now
+            return True
+        return False
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _listen(self, conninfo: str) -> None:
+        import psycopg
+
+        while not self.stopped.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.notified.set()  # (re)connected: whatever was missed, check now
+                    while not self.stopped.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.notified.set()
+            except psycopg.Error as exc:
+                logger.warning("LISTEN {} lost ({}); polling until it is back", CHANNEL, exc)
+                self.stopped.wait(self.poll_s)

@@ -262,12 +262,21 @@ def newest_version_number(conn: Connection) -> int:
 
 
 def best_version(conn: Connection, below: int) -> tuple[int, str | None] | None:
-    """The version to roll back to from ``below``: the best canary pass@1 among the versions
-    before it that were never rolled back (newest first on ties and without canaries);
-    None means the base model."""
+    """The version to roll back to from ``below``: among the versions before it that the
+    guard probed and passed (no tripped hold/rollback signal) and that were never rolled
+    back, the best canary pass@1 (the newest on ties and without canaries); None means
+    the base model."""
+    g = GuardDecision.__table__.c
+    probed = select(g.version).group_by(g.version)
+    failed = select(g.version).where(g.tripped, g.action.in_(("hold", "rollback")))
     row = conn.execute(
         select(MV.version, MV.path)
-        .where(MV.version < below, MV.status != "rolled_back")
+        .where(
+            MV.version < below,
+            MV.status != "rolled_back",
+            MV.version.in_(probed.scalar_subquery()),
+            MV.version.not_in(failed.scalar_subquery()),
+        )
         .order_by(func.coalesce(MV.canary_pass1, -1.0).desc(), MV.version.desc())
         .limit(1)
     ).first()

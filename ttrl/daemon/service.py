@@ -214,7 +214,8 @@ class Service:
     def _load_models(self) -> None:
         """Resume from the newest active version whose files are complete, else the base."""
         answers.configure(self.cfg.answers)
-        answers.warm_up()
+        # The sympy workers start while the model loads (thread-safe: callers wait for them).
+        threading.Thread(target=answers.warm_up, name="answers-warm-up", daemon=True).start()
         for partial in Path(self.d.checkpoint_dir).glob(".v*.tmp-*"):
             logger.warning("removing {}: a checkpoint a crash left unfinished", partial)
             shutil.rmtree(partial, ignore_errors=True)
@@ -603,12 +604,11 @@ class Service:
         s, d = self.scheduler, self.d
         # A busy CPU delays jobs; APScheduler would drop a run over 1 s late by default.
         late = {"misfire_grace_time": None, "coalesce": True}
-        s.add_job(
-            self._renew_leases, "interval", seconds=self.cfg.queue.lease_s / 3, id="renew", **late
-        )
-        s.add_job(self._reap, "interval", seconds=d.reap_every_s, id="reap", **late)
-        s.add_job(self._beat, "interval", seconds=d.heartbeat_s, id="heartbeat", **late)
-        s.add_job(self._retention, "interval", hours=1, id="retention", **late)
+        renew_s = self.cfg.queue.lease_s / 3
+        s.add_job(self._db_job(self._renew_leases), "interval", seconds=renew_s, id="renew", **late)
+        s.add_job(self._db_job(self._reap), "interval", seconds=d.reap_every_s, id="reap", **late)
+        s.add_job(self._db_job(self._beat), "interval", seconds=d.heartbeat_s, id="beat", **late)
+        s.add_job(self._db_job(self._retention), "interval", hours=1, id="retention", **late)
         if d.updates:
             s.add_job(
                 self.update_due.set, "interval", seconds=d.update_every_s, id="update", **late
@@ -619,6 +619,19 @@ class Service:
         if self.g.enabled and self.g.every_s:
             s.add_job(self.guard_due.set, "interval", seconds=self.g.every_s, id="guard", **late)
         s.start()
+
+    @staticmethod
+    def _db_job(job: Callable[[], None]) -> Callable[[], None]:
+        """A scheduled job that needs the database skips its run during an outage, quietly:
+        the main loop reports the outage (one clear line per retry, not a traceback per job)."""
+
+        def run() -> None:
+            try:
+                job()
+            except OperationalError as exc:
+                logger.debug("{} skipped: database unavailable ({})", job.__name__, exc.orig)
+
+        return run
 
     def _feed_watchdog(self) -> None:
         """WATCHDOG=1 only while the loop makes progress: a hung loop gets restarted."""

@@ -168,6 +168,7 @@ def serve(
     from ttrl.daemon import ranks
     from ttrl.daemon.health import setup_logging
     from ttrl.daemon.service import MissingCheckpoint, Service, build_trainer
+    from ttrl.engines import ModelFilesError
 
     setup_logging()
     rank, world = ranks.world()
@@ -190,7 +191,13 @@ def serve(
         pass
     try:
         code = Service(cfg).run()
-    except (ConfigError, MissingCheckpoint, SchemaOutOfDate, FileNotFoundError) as exc:
+    except (
+        ConfigError,
+        MissingCheckpoint,
+        SchemaOutOfDate,
+        FileNotFoundError,
+        ModelFilesError,
+    ) as exc:
         # systemd does not restart on this code (RestartPreventExitStatus): a restart
         # cannot fix a configuration.
         raise fail(str(exc), EXIT_CONFIG) from None

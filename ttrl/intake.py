@@ -131,8 +131,9 @@ def _clip(text: str, limit: int = 40) -> str:
 
 
 def _shown(name: str) -> str:
-    """A field name as the user should see it: quoted when blank or unprintable."""
-    return name if name.isprintable() and name.strip() == name and name else repr(name)
+    """A field name as the user should see it: quoted when blank, odd or long."""
+    plain = name and name.isprintable() and name.strip() == name and len(name) <= 40
+    return name if plain else _clip(name)
 
 
 class _Number(float):
@@ -288,7 +289,8 @@ def _jsonl_records(stream: BinaryIO, cfg: IntakeConfig) -> Iterator[RecordOrErro
 def _csv_records(stream: BinaryIO, cfg: IntakeConfig) -> Iterator[RecordOrError]:
     """CSV with a header row; a quoted field may span lines (reported at its first line).
 
-    A malformed record is reported and reading goes on with the next one.
+    A malformed record is reported and reading goes on with the next one, except after a
+    quoted field the csv reader gives up on: the lines after it are reported as not read.
     """
     bad_lines: dict[int, InvalidRecord] = {}
 
@@ -326,6 +328,14 @@ def _csv_records(stream: BinaryIO, cfg: IntakeConfig) -> Iterator[RecordOrError]
         end = reader.line_num
         line, start = start, end + 1
         error = next((bad_lines[n] for n in range(line, end + 1) if n in bad_lines), None)
+        if isinstance(row, csv.Error) and end > line:
+            # The reader gave up inside a quoted field: where that field ends is unknown.
+            reason = (
+                f"malformed CSV: {row} (the record runs from line {line} to {end}: is a quote "
+                f"left open?); the lines after {end} were not read"
+            )
+            yield line, InvalidRecord(reason)
+            return
         if error is not None:
             yield line, error
         elif not isinstance(row, csv.Error) and not any(cell.strip() for cell in row):
@@ -345,7 +355,8 @@ def _csv_records(stream: BinaryIO, cfg: IntakeConfig) -> Iterator[RecordOrError]
 
 def _header_defect(header: list[str]) -> InvalidRecord | None:
     if "prompt" not in header:
-        return InvalidRecord(f"CSV header must name a 'prompt' column, got {header}")
+        got = _clip(", ".join(header), 80)
+        return InvalidRecord(f"CSV header must name a 'prompt' column, got {got}")
     if "" in header:
         return InvalidRecord(f"CSV header has an empty column name (column {header.index('') + 1})")
     twice = sorted(h for h, n in Counter(header).items() if n > 1)

@@ -127,7 +127,7 @@ def test_a_destructive_update_is_caught_and_rolled_back(db_url: str, tmp_path: P
             "checkpoint_dir": str(tmp_path / "checkpoints"),
             "grace_s": 60,
         },
-        "guard": {"probe_prompts": 8, "probe_samples": 6, "max_rollbacks": 2},
+        "guard": {"every_updates": 1, "probe_prompts": 8, "probe_samples": 6, "max_rollbacks": 2},
     }
     config = tmp_path / "guard.yaml"
     config.write_text(yaml.safe_dump(cfg))

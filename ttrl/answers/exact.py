@@ -177,7 +177,7 @@ class _Parser:
     def take_digit(self) -> str:
         """First digit of a number token: TeX reads `\\frac12` as 1 over 2, `^23` as ^2 then 3."""
         token = self.take()
-        if len(token) > 1 and token[0].isdigit():
+        if len(token) > 1 and token[0].isdecimal():
             self.pos -= 1
             self.tokens[self.pos] = token[1:]
             return token[0]
@@ -214,7 +214,7 @@ class _Parser:
             elif token in _DIV:
                 self.take()
                 value = _mul(value, _inverse(self.power()))
-            elif token is not None and (token in _ATOM_START or token[0].isdigit()):
+            elif token is not None and (token in _ATOM_START or token[0].isdecimal()):
                 value = _mul(value, self.power())
             else:
                 return value
@@ -237,7 +237,7 @@ class _Parser:
         if signed and token == "-":
             self.take()
             return _mul({(1, 0): Fraction(-1)}, self.argument())
-        if token is not None and token[0].isdigit():
+        if token is not None and token[0].isdecimal():
             return {(1, 0): Fraction(self.take_digit())}
         return self.atom()
 
@@ -260,7 +260,7 @@ class _Parser:
 
     def _atom(self) -> Value:
         token = self.take()
-        if token[0].isdigit() or token[0] == ".":
+        if token[0].isdecimal() or token[0] == ".":
             exp = _NUMBER.fullmatch(token)
             if (
                 exp is None
@@ -269,7 +269,7 @@ class _Parser:
             ):
                 raise Unsupported(f"bad number {token!r}")
             value = _check({(1, 0): Fraction(token)})
-            if self.peek() == "\\frac" and token.isdigit():
+            if self.peek() == "\\frac" and token.isdecimal():
                 return self.mixed_number(value)
             return value
         if token in ("(", "{"):
@@ -317,4 +317,9 @@ def exact_value(text: str) -> Value:
     """Exact value of a cleaned LaTeX arithmetic answer; raises `Unsupported` outside scope."""
     if not text:
         raise Unsupported("empty answer")
-    return _Parser(text).parse()
+    try:
+        return _Parser(text).parse()
+    except Unsupported:
+        raise
+    except (ArithmeticError, ValueError) as exc:  # hostile input past a parser gap: ask sympy
+        raise Unsupported(f"{type(exc).__name__}: {exc}") from None

@@ -59,10 +59,17 @@ def rl_config(cfg: Settings) -> Any:
 
 
 def build_trainer(cfg: Settings, model_dir: Path, version: int) -> Any:
-    """A :class:`ttrl.rl.trainer.Trainer` (imported here: it pulls in torch)."""
+    """A :class:`ttrl.rl.trainer.Trainer` at ``model_dir`` whose KL reference is the base
+    model (imported here: it pulls in torch)."""
     from ttrl.rl.trainer import Trainer
 
-    return Trainer(rl_config(cfg), model_dir, version=version)
+    return Trainer(
+        rl_config(cfg),
+        model_dir,
+        version=version,
+        trust_remote_code=cfg.engine.trust_remote_code,
+        reference_dir=resolve_model_path(cfg.engine.model),
+    )
 
 
 class MissingCheckpoint(RuntimeError):
@@ -489,8 +496,7 @@ class Service:
         m.MODEL_VERSION.set(new_version)
         if stats is not None and stats.canary_pass1 is not None:
             self.best_canary = max(self.best_canary or 0.0, stats.canary_pass1)
-        if action != "rollback":
-            self.rollbacks = 0
+        self.rollbacks = 0
         if action == "hold":
             self._hold(new_version)
         self._prune_checkpoints()
@@ -547,8 +553,15 @@ class Service:
 
         best = self._store(f"the rollback of version {bad}", restore)
         to, path = best if best else (0, None)
-        model_dir = Path(path) if path else resolve_model_path(self.cfg.engine.model)
-        self.engine.load_checkpoint(model_dir, to)
+        base = resolve_model_path(self.cfg.engine.model)
+        model_dir = Path(path) if path else base
+        try:
+            self.engine.load_checkpoint(model_dir, to)  # type: ignore[attr-defined]
+        except (OSError, ValueError) as exc:  # ModelFilesError is a ValueError
+            logger.error("cannot load version {} ({}); serving the base model", to, exc)
+            to, model_dir = 0, base
+            self.engine.load_checkpoint(model_dir, to)  # type: ignore[attr-defined]
+            self._store("the fallback to the base", lambda c: store.roll_back(c, bad, None))
         self.trainer = None  # free the bad weights before loading the good ones
         self.trainer = self._make_trainer(model_dir, bad)
         self.version = to

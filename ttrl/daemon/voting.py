@@ -18,7 +18,9 @@ def vote_record(
 
     The vote is attributed to the oldest model version among the samples.
     """
-    answers = [extract(s.text) for s in samples]
+    # A byte-level tokenizer can decode a NUL, which PostgreSQL text cannot hold.
+    texts = [s.text.replace("\x00", "\ufffd") for s in samples]
+    answers = [extract(t) for t in texts]
     v = vote(answers)
     return VoteRecord(
         problem_id=problem_id,
@@ -32,7 +34,7 @@ def vote_record(
         grading=grade(v, answers, reference, equivalent),
         rollouts=[
             RolloutRecord(
-                text=s.text,
+                text=t,
                 prompt_token_ids=list(s.prompt_token_ids),
                 token_ids=list(s.token_ids),
                 finish_reason=s.finish_reason,
@@ -40,6 +42,6 @@ def vote_record(
                 answer_key=str(k) if k is not None else None,
                 reward=r,
             )
-            for s, a, k, r in zip(samples, answers, v.keys, v.rewards, strict=True)
+            for s, t, a, k, r in zip(samples, texts, answers, v.keys, v.rewards, strict=True)
         ],
     )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ttrl.engines.base import Completion, Engine, FinishReason, SamplingParams, WeightUpdateError
 from ttrl.engines.config import EngineConfig, VLLMOptions
+from ttrl.engines.model_files import ModelFilesError
 from ttrl.engines.paths import resolve_model_path
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ __all__ = [
     "EngineConfig",
     "FinishReason",
     "HFEngine",
+    "ModelFilesError",
     "SamplingParams",
     "VLLMEngine",
     "VLLMOptions",

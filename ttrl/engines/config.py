@@ -74,4 +74,9 @@ class EngineConfig(BaseModel):
     attn_implementation: str | None = Field(
         None, description="HF engine: transformers attention backend (e.g. sdpa); None: default."
     )
+    trust_remote_code: bool = Field(
+        False,
+        description="Run Python code shipped inside the model directory (custom architectures). "
+        "Off: such a model is refused; turn on only for a directory you trust.",
+    )
     vllm: VLLMOptions = Field(default_factory=VLLMOptions)

@@ -22,16 +22,12 @@ from pathlib import Path
 
 import torch
 from loguru import logger
-from transformers import (
-    AutoModelForCausalLM,
-    GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
-)
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from ttrl.engines.base import Completion, FinishReason, SamplingParams
 from ttrl.engines.batching import plan_batches
 from ttrl.engines.config import EngineConfig
+from ttrl.engines.model_files import load_causal_lm
 from ttrl.engines.paths import resolve_model_path
 from ttrl.engines.tokens import PromptCodec, check_prompts
 from ttrl.engines.weights import check_finite, check_named_tensors, read_checkpoint
@@ -124,6 +120,7 @@ class HFEngine:
         system_prompt: str | None = None,
         max_batch_tokens: int = 65536,
         attn_implementation: str | None = None,
+        trust_remote_code: bool = False,
         version: int = 0,
     ) -> None:
         if max_batch_tokens < 1:
@@ -133,13 +130,16 @@ class HFEngine:
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_batch_tokens = max_batch_tokens
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, **extra)
+        self.model = load_causal_lm(
+            path, trust_remote_code=trust_remote_code, dtype=self.dtype, **extra
+        )
         self.model.to(self.device).eval()
         self.codec = PromptCodec.load(
             path,
             self.model.generation_config,
             use_chat_template=use_chat_template,
             system_prompt=system_prompt,
+            trust_remote_code=trust_remote_code,
         )
         pad = self.codec.tokenizer.pad_token_id
         self.pad_id = self.codec.stop_ids[0] if pad is None else pad
@@ -163,6 +163,7 @@ class HFEngine:
             system_prompt=cfg.system_prompt,
             max_batch_tokens=cfg.max_batch_tokens,
             attn_implementation=cfg.attn_implementation,
+            trust_remote_code=cfg.trust_remote_code,
             version=version,
         )
 

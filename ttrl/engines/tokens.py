@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from ttrl.engines.base import FinishReason
+from ttrl.engines.model_files import load_tokenizer
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase
@@ -133,11 +134,10 @@ class PromptCodec:
         *,
         use_chat_template: bool,
         system_prompt: str | None,
+        trust_remote_code: bool = False,
     ) -> PromptCodec:
         """The tokenizer saved in ``model_dir`` with the engine's prompt settings."""
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
         return cls(
             tokenizer=tokenizer,
             chat=uses_chat_template(tokenizer, use_chat_template),

@@ -32,6 +32,7 @@ from transformers import GenerationConfig
 
 from ttrl.engines.base import Completion, SamplingParams
 from ttrl.engines.config import EngineConfig, VLLMOptions
+from ttrl.engines.model_files import check_model_dir
 from ttrl.engines.paths import resolve_model_path
 from ttrl.engines.tokens import PromptCodec, check_prompts
 from ttrl.engines.weights import (
@@ -77,11 +78,13 @@ class VLLMEngine:
         use_chat_template: bool = True,
         system_prompt: str | None = None,
         options: VLLMOptions | None = None,
+        trust_remote_code: bool = False,
         version: int = 0,
     ) -> None:
         vllm = import_vllm()
         self.options = options or VLLMOptions()
         path = resolve_model_path(model)
+        check_model_dir(path)
         if self.options.tensor_parallel_size == 1:
             # In-process engine core: collective_rpc then reaches the worker in this
             # process and passes tensors by reference.
@@ -96,13 +99,16 @@ class VLLMEngine:
             generation_config,
             use_chat_template=use_chat_template,
             system_prompt=system_prompt,
+            trust_remote_code=trust_remote_code,
         )
-        self._specs = model_weight_specs(path)
+        self._specs = model_weight_specs(path, trust_remote_code)
         self._sampling_cls = vllm.SamplingParams
         self.llm = vllm.LLM(
             model=str(path),
             tokenizer=str(path),
             dtype="bfloat16" if dtype == "auto" else dtype,
+            load_format="safetensors",  # never the pickle fallback of "auto"
+            trust_remote_code=trust_remote_code,
             tensor_parallel_size=self.options.tensor_parallel_size,
             gpu_memory_utilization=self.options.gpu_memory_utilization,
             max_model_len=self.options.max_model_len,
@@ -131,6 +137,7 @@ class VLLMEngine:
             use_chat_template=cfg.use_chat_template,
             system_prompt=cfg.system_prompt,
             options=cfg.vllm,
+            trust_remote_code=cfg.trust_remote_code,
             version=version,
         )
 

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from ttrl.engines.base import WeightUpdateError
+from ttrl.engines.model_files import open_safetensors, safetensors_files
 
 # name -> (shape, dtype) of every weight a model holds.
 WeightSpecs = Mapping[str, tuple[torch.Size, torch.dtype]]
@@ -26,7 +26,9 @@ _SAFETENSORS_FLOATS = {
 }
 
 
-def model_weight_specs(model_dir: Path) -> dict[str, tuple[torch.Size, torch.dtype]]:
+def model_weight_specs(
+    model_dir: Path, trust_remote_code: bool = False
+) -> dict[str, tuple[torch.Size, torch.dtype]]:
     """Names, shapes and dtypes of the ``state_dict`` of the model saved in ``model_dir``.
 
     The model is built on the meta device from its config: no weights are read or
@@ -34,20 +36,10 @@ def model_weight_specs(model_dir: Path) -> dict[str, tuple[torch.Size, torch.dty
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model_dir)
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     return {name: (t.shape, t.dtype) for name, t in model.state_dict().items()}
-
-
-def _checkpoint_files(model_dir: Path) -> list[Path]:
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(
-            f"no *.safetensors file in {model_dir}; save the checkpoint with "
-            "save_pretrained(..., safe_serialization=True)"
-        )
-    return files
 
 
 def checkpoint_specs(model_dir: Path) -> dict[str, tuple[torch.Size, torch.dtype]]:
@@ -56,8 +48,8 @@ def checkpoint_specs(model_dir: Path) -> dict[str, tuple[torch.Size, torch.dtype
     Non-float tensors are reported as ``torch.int64``: only float-ness is checked.
     """
     specs: dict[str, tuple[torch.Size, torch.dtype]] = {}
-    for file in _checkpoint_files(model_dir):
-        with safe_open(str(file), framework="pt") as handle:
+    for file in safetensors_files(model_dir):
+        with open_safetensors(file) as handle:
             for name in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
                 view = handle.get_slice(name)
                 dtype = _SAFETENSORS_FLOATS.get(view.get_dtype(), torch.int64)
@@ -66,9 +58,14 @@ def checkpoint_specs(model_dir: Path) -> dict[str, tuple[torch.Size, torch.dtype
 
 
 def read_checkpoint(model_dir: Path, device: str = "cpu") -> Iterator[tuple[str, torch.Tensor]]:
-    """Stream ``(name, tensor)`` from every safetensors file of ``model_dir`` onto ``device``."""
-    for file in _checkpoint_files(model_dir):
-        with safe_open(str(file), framework="pt", device=device) as handle:
+    """Stream ``(name, tensor)`` from every safetensors file of ``model_dir`` onto ``device``.
+
+    Raises:
+        FileNotFoundError: no safetensors file in ``model_dir``.
+        ModelFilesError: a file is corrupt or truncated.
+    """
+    for file in safetensors_files(model_dir):
+        with open_safetensors(file, device) as handle:
             for name in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
                 yield name, handle.get_tensor(name)
 
@@ -125,6 +122,7 @@ def check_checkpoint(expected: WeightSpecs, model_dir: Path) -> None:
 
     Raises:
         FileNotFoundError: no safetensors file in ``model_dir``.
+        ModelFilesError: a file is corrupt or truncated.
         WeightUpdateError: as :func:`check_named_tensors`.
     """
     placeholders = [

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 from loguru import logger
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
+from ttrl.engines.model_files import check_model_dir, load_causal_lm, load_tokenizer
 from ttrl.engines.tokens import cut_at_stop
 from ttrl.rl.advantages import compute_advantages
 from ttrl.rl.backends import Backend, DeepSpeedBackend, TorchBackend
@@ -102,30 +103,42 @@ def _eos_ids(model: PreTrainedModel, tokenizer) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def _load_model(model_dir: Path) -> PreTrainedModel:
+def _load_model(model_dir: Path, trust_remote_code: bool) -> PreTrainedModel:
     # fp32 weights everywhere: the optimizer keeps master weights in the parameter dtype, and
-    # bf16 compute on CUDA comes from autocast.
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    # bf16 compute on CUDA comes from autocast. Safetensors only (see model_files).
+    return load_causal_lm(model_dir, trust_remote_code=trust_remote_code, dtype=torch.float32)
 
 
 class Trainer:
     """GRPO-family trainer for one policy loaded from a local Hugging Face directory."""
 
-    def __init__(self, config: RLConfig, model_dir: str | Path, *, version: int = 0) -> None:
+    def __init__(
+        self,
+        config: RLConfig,
+        model_dir: str | Path,
+        *,
+        version: int = 0,
+        trust_remote_code: bool = False,
+        reference_dir: str | Path | None = None,
+    ) -> None:
+        """Load the policy from ``model_dir`` and, when ``kl_coef > 0``, the frozen reference
+        from ``reference_dir`` (default ``model_dir``; a resumed daemon passes the base model,
+        so KL keeps measuring the distance from where training started).
+
+        Raises:
+            FileNotFoundError: no ``config.json`` or no safetensors weights in ``model_dir``.
+            ModelFilesError: a corrupt file there (named in the message).
+        """
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{model_dir} is not a Hugging Face model directory (no config.json); pass a "
-                "directory written by save_pretrained"
-            )
+        check_model_dir(model_dir)  # before the tokenizer, which reads config.json too
         self.config = config
         self.version = version
         self._calls = 0
         self.device = _resolve_device(config.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        module = _load_model(model_dir)
+        self.tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
+        module = _load_model(model_dir, trust_remote_code)
         if config.gradient_checkpointing:
             module.gradient_checkpointing_enable()
         module.to(self.device).train()
@@ -141,7 +154,12 @@ class Trainer:
             self.backend = TorchBackend(module, config)
         self.ref: PreTrainedModel | None = None
         if config.kl_coef > 0:
-            self.ref = _load_model(model_dir).to(self.device).eval().requires_grad_(False)
+            self.ref = (
+                _load_model(Path(reference_dir or model_dir), trust_remote_code)
+                .to(self.device)
+                .eval()
+                .requires_grad_(False)
+            )
 
     @property
     def module(self) -> PreTrainedModel:

@@ -1,0 +1,134 @@
+"""Opening a model directory safely: safetensors weights only, remote code only when the
+configuration says so, and a clear error naming the directory when its files are unusable.
+
+Pickle-based weights (``pytorch_model.bin``, ``*.pt``) can run arbitrary code while they
+load, so ttrl never reads them. A directory is checked before anything heavy is loaded:
+every ``*.json`` must parse, ``config.json`` must name a ``model_type``, and every
+safetensors header must be intact and cover its file (a truncated file fails here).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from safetensors import safe_open
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+class ModelFilesError(ValueError):
+    """A model directory holds corrupt or unusable files; the message names them."""
+
+
+def safetensors_files(model_dir: Path) -> list[Path]:
+    """The ``*.safetensors`` files of ``model_dir``, sorted.
+
+    Raises:
+        FileNotFoundError: none there; the message says how to convert pickle weights.
+    """
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if files:
+        return files
+    pickles = sorted(p.name for p in Path(model_dir).glob("*") if p.suffix in _PICKLE_SUFFIXES)
+    found = (
+        f"it holds only pickle weights ({', '.join(pickles)}), which ttrl never loads because "
+        "unpickling can run arbitrary code; convert them once, where you trust the file: "
+        "AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, "
+        "safe_serialization=True)"
+        if pickles
+        else "save the checkpoint with save_pretrained(..., safe_serialization=True)"
+    )
+    raise FileNotFoundError(f"no *.safetensors file in {model_dir}; {found}")
+
+
+@contextmanager
+def open_safetensors(file: Path, device: str = "cpu") -> Iterator[safe_open]:
+    """``safe_open`` with a corrupt or truncated file reported as :class:`ModelFilesError`."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(str(file), framework="pt", device=device)
+    except (SafetensorError, OSError) as exc:
+        raise ModelFilesError(
+            f"weights file {file} is corrupt or truncated ({exc}); restore the directory "
+            f"{file.parent} from a good copy"
+        ) from None
+    with handle:
+        yield handle
+
+
+def check_model_dir(model_dir: Path) -> None:
+    """Refuse a model directory whose files cannot be what ``from_pretrained`` expects.
+
+    Reads the JSON files and the safetensors headers only, never the weights.
+
+    Raises:
+        FileNotFoundError: no ``config.json``, or no safetensors weights.
+        ModelFilesError: a JSON file does not parse, ``config.json`` names no model type,
+            or a weights file is corrupt or truncated.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model directory {model_dir} has no config.json; give a directory written by "
+            "save_pretrained"
+        )
+    for file in sorted(model_dir.glob("*.json")):
+        try:
+            data = json.loads(file.read_bytes())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelFilesError(
+                f"{file} is not valid JSON ({exc}); the model directory {model_dir} is "
+                "corrupt: restore it from a good copy"
+            ) from None
+        if file.name == "config.json" and not (
+            isinstance(data, dict) and isinstance(data.get("model_type"), str)
+        ):
+            raise ModelFilesError(
+                f"{file} names no model_type; it is not a transformers model config "
+                f"(is {model_dir} a model directory?)"
+            )
+    for file in safetensors_files(model_dir):
+        with open_safetensors(file):
+            pass
+
+
+def load_causal_lm(
+    model_dir: Path, *, trust_remote_code: bool = False, **kwargs: Any
+) -> PreTrainedModel:
+    """``AutoModelForCausalLM.from_pretrained`` from safetensors only, after
+    :func:`check_model_dir`; ``kwargs`` go to ``from_pretrained`` (e.g. ``dtype``).
+
+    Raises:
+        FileNotFoundError, ModelFilesError: as :func:`check_model_dir`, or any other
+            failure to build the model from the files, with the directory named.
+    """
+    from transformers import AutoModelForCausalLM
+
+    check_model_dir(model_dir)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            model_dir, use_safetensors=True, trust_remote_code=trust_remote_code, **kwargs
+        )
+    except Exception as exc:  # whatever the files hold, the operator needs the directory
+        raise ModelFilesError(
+            f"cannot load the model in {model_dir}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_tokenizer(model_dir: Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained``, with a failure reported as :class:`ModelFilesError`."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # whatever the files hold, the operator needs the directory
+        raise ModelFilesError(
+            f"cannot load the tokenizer in {model_dir}: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -79,3 +79,14 @@ def test_a_stalled_loop_starves_the_watchdog(tmp_path: Path) -> None:
     messages = serve_with_notify(tmp_path, {"poll_s": 30, "stall_s": 0.5}, seconds=3)
     assert any(m.startswith("READY=1") for m in messages)
     assert sum(m == "WATCHDOG=1" for m in messages) <= 1
+
+
+def test_the_watchdog_is_ours_or_our_launchers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ttrl.daemon.health import watchdog_interval
+
+    monkeypatch.setenv("WATCHDOG_USEC", "120000000")
+    for pid, expected in ((os.getpid(), 60.0), (os.getppid(), 60.0), (1, None)):
+        monkeypatch.setenv("WATCHDOG_PID", str(pid))  # under torchrun: the parent's
+        assert watchdog_interval() == expected
+    monkeypatch.delenv("WATCHDOG_USEC")
+    assert watchdog_interval() is None

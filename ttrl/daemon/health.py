@@ -29,10 +29,11 @@ def setup_logging(level: str = "INFO") -> None:
 
 def watchdog_interval() -> float | None:
     """Seconds between WATCHDOG=1 pings (half of systemd's WatchdogSec), or None when
-    systemd watches no process here (WATCHDOG_USEC unset, or set for another PID)."""
+    systemd watches no process here (WATCHDOG_USEC unset, or set for another PID). The
+    parent counts too: under torchrun, rank 0 pings for the launcher systemd started."""
     usec = os.environ.get("WATCHDOG_USEC")
     pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
+    if not usec or (pid and pid not in (str(os.getpid()), str(os.getppid()))):
         return None
     return int(usec) / 2e6
 

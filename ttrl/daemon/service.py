@@ -194,13 +194,18 @@ class Service:
         return released
 
     def _install_signal_handlers(self) -> None:
+        first: list[float] = []
+
         def on_signal(signum: int, _frame: object) -> None:
             name = signal.Signals(signum).name
+            if first and time.monotonic() - first[0] < 2.0:
+                return  # the same stop twice (systemd and a launcher like torchrun)
             if self.stopping.is_set():
                 logger.warning("second {}: releasing claims and exiting now", name)
                 self._release_in_flight()
                 os._exit(0)
             logger.info("{} received: finishing the batch in flight", name)
+            first.append(time.monotonic())
             self.stopping.set()
             threading.Thread(target=self._grace_timer, daemon=True).start()
 
@@ -223,9 +228,10 @@ class Service:
         answers.configure(self.cfg.answers)
         # The sympy workers start while the model loads (thread-safe: callers wait for them).
         threading.Thread(target=answers.warm_up, name="answers-warm-up", daemon=True).start()
-        for partial in Path(self.d.checkpoint_dir).glob(".v*.tmp-*"):
-            logger.warning("removing {}: a checkpoint a crash left unfinished", partial)
-            shutil.rmtree(partial, ignore_errors=True)
+        if self.trains:  # only the writer: a rollout worker would delete a write in progress
+            for partial in Path(self.d.checkpoint_dir).glob(".v*.tmp-*"):
+                logger.warning("removing {}: a checkpoint a crash left unfinished", partial)
+                shutil.rmtree(partial, ignore_errors=True)
         base = resolve_model_path(self.cfg.engine.model)
         with transaction(self.db, write=False) as conn:
             newest = store.newest_active_version(conn)
@@ -605,10 +611,17 @@ class Service:
         return Path(self.d.checkpoint_dir).resolve() / f"v{version:06d}"
 
     def _prune_checkpoints(self) -> None:
+        """Keep the newest ``keep_checkpoints`` directories, the active one and the guard's
+        rollback target."""
+        with transaction(self.db, write=False) as conn:
+            best = store.best_version(conn, below=self.version + 1)
+        keep = {self._checkpoint_path(self.version)} | (
+            {Path(best[1])} if best and best[1] else set()
+        )
         root = Path(self.d.checkpoint_dir)
         dirs = sorted(p for p in root.glob("v[0-9]*") if p.is_dir())
         for old in dirs[: -self.d.keep_checkpoints]:
-            if old != self._checkpoint_path(self.version):
+            if old.resolve() not in {k.resolve() for k in keep}:
                 shutil.rmtree(old, ignore_errors=True)
 
     # -- scheduled jobs --------------------------------------------------------------------

@@ -31,12 +31,12 @@ from pathlib import Path
 import pytest
 import yaml
 from sqlalchemy import Engine, func, select
+from toy_queue import enqueue_toy
 
 from ttrl.crashpoints import ENV as CRASH_ENV
 from ttrl.crashpoints import POINTS
-from ttrl.db import make_engine, migrate, queue, transaction
+from ttrl.db import make_engine, migrate, transaction
 from ttrl.db.models import ModelVersion, Problem, Rollout, Vote
-from ttrl.toy.task import generate_problems
 
 TTRL = str(Path(sys.executable).with_name("ttrl"))
 CYCLES = 20
@@ -131,19 +131,7 @@ def kill_cycles(name: str, db_url: str, workdir: Path, stop: threading.Event) ->
     workdir.mkdir()
     chaos = Chaos(name)
     db = make_engine(db_url)
-    with transaction(db) as conn:
-        queue.enqueue(
-            conn,
-            [
-                queue.NewProblem(
-                    prompt=p.prompt,
-                    external_id=f"chaos-{i}",
-                    reference_answer=str(p.answer),
-                    passes=PASSES,
-                )
-                for i, p in enumerate(generate_problems(7, PROBLEMS, levels=(1, 2)))
-            ],
-        )
+    enqueue_toy(db, 7, PROBLEMS, PASSES, "chaos")
     config = write_config(workdir)
     base_env = {**os.environ, "TTRL_DB_URL": db_url, "OMP_NUM_THREADS": "1"}
     base_env.pop(CRASH_ENV, None)

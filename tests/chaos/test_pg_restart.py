@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 import yaml
 from sqlalchemy import func, select
+from toy_queue import enqueue_toy
 
-from ttrl.db import make_engine, migrate, queue, transaction
+from ttrl.db import make_engine, migrate, transaction
 from ttrl.db.models import Problem, Rollout, Vote
-from ttrl.toy.task import generate_problems
 
 TTRL = str(Path(sys.executable).with_name("ttrl"))
 PG_BIN = Path(os.environ.get("TTRL_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -136,14 +136,7 @@ def write_config(workdir: Path) -> Path:
 def test_daemon_survives_postgres_restarts(private_pg: PrivateServer, tmp_path: Path) -> None:
     db = make_engine(private_pg.url)
     migrate.upgrade(db)
-    with transaction(db) as conn:
-        queue.enqueue(
-            conn,
-            [
-                queue.NewProblem(prompt=p.prompt, external_id=f"pg-{i}", passes=PASSES)
-                for i, p in enumerate(generate_problems(11, PROBLEMS, levels=(1, 2)))
-            ],
-        )
+    enqueue_toy(db, 11, PROBLEMS, PASSES, "pg")
 
     def voted() -> int:
         with transaction(db, write=False) as conn:

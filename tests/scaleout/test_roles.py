@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import Engine, func, select
+from toy_queue import enqueue_toy
 
-from ttrl.db import make_engine, migrate, queue, transaction
+from ttrl.db import make_engine, migrate, transaction
 from ttrl.db.models import ModelVersion, Problem, Rollout, Vote, Worker
-from ttrl.toy.task import generate_problems
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -72,22 +72,6 @@ def write_config(tmp_path: Path, **rl: Any) -> Path:
     path = tmp_path / "ttrl.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def enqueue(db: Engine, count: int, passes: int) -> None:
-    with transaction(db) as conn:
-        queue.enqueue(
-            conn,
-            [
-                queue.NewProblem(
-                    prompt=p.prompt,
-                    external_id=f"p{i}",
-                    reference_answer=str(p.answer),
-                    passes=passes,
-                )
-                for i, p in enumerate(generate_problems(11, count, levels=(1, 2)))
-            ],
-        )
 
 
 def wait_for(what: str, done: Callable[[], bool], timeout: float, logs: Callable[[], str]) -> None:
@@ -281,7 +265,7 @@ def test_two_rollout_workers_and_a_learner(fleet: Fleet, fresh_pg_url: str) -> N
     fleet.start("rollout-a", "rollout")
     fleet.start("rollout-b", "rollout")
     fleet.wait_serving(["learner", "rollout-a", "rollout-b"])
-    enqueue(db, problems, passes)  # once all serve: both workers get their share
+    enqueue_toy(db, 11, problems, passes, "p")  # once all serve: both workers get their share
     rollouts = [worker_id(db, fleet.procs[n].pid) for n in ("rollout-a", "rollout-b")]
 
     def all_voted() -> bool:
@@ -355,7 +339,7 @@ def test_killed_rollout_worker_claims_are_reclaimed(fleet: Fleet, fresh_pg_url: 
     fleet.start("victim", "rollout")
     fleet.start("survivor", "rollout")
     fleet.wait_serving(["victim", "survivor"])
-    enqueue(db, problems, passes)
+    enqueue_toy(db, 11, problems, passes, "p")
     victim = fleet.procs["victim"]
     victim_id, survivor_id = (worker_id(db, fleet.procs[n].pid) for n in ("victim", "survivor"))
 
@@ -415,7 +399,7 @@ def test_deepspeed_learner_with_two_ranks(fleet: Fleet, fresh_pg_url: str) -> No
     fleet.start("learner", "learner", launcher)
     fleet.start("rollout", "rollout")
     fleet.wait_serving(["learner", "rollout"])
-    enqueue(db, 24, 3)
+    enqueue_toy(db, 11, 24, 3, "p")
     rollout_id = worker_id(db, fleet.procs["rollout"].pid)
     tree = fleet.tree("learner")
     assert len(tree) >= 3, tree  # torchrun and its two ranks

@@ -76,7 +76,7 @@ def test_a_healthy_version_trips_nothing_and_every_signal_is_a_decision() -> Non
     ("change", "kl", "signal"),
     [
         ({"vote_share": 1.0}, None, "vote_share"),
-        ({"nll": 0.05}, None, "entropy_ratio"),
+        ({"nll": 0.02}, None, "entropy_ratio"),
         ({}, 0.9, "kl"),
         ({"tokens": 100}, None, "length_ratio"),
         ({"tokens": 10}, None, "length_ratio"),

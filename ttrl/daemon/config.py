@@ -105,7 +105,7 @@ class GuardConfig(BaseModel):
         0.995, gt=0, le=1, description="Saturation: mean majority share at or above this."
     )
     min_entropy_ratio: float = Field(
-        0.25,
+        0.1,
         ge=0,
         description="Entropy drop: per-token negative log-likelihood of the probe samples "
         "below this fraction of the baseline's.",

@@ -274,6 +274,7 @@ def check(chaos: Chaos, db_url: str, workdir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 150 s on an idle 2-core machine; 40 starts under load take longer
 def test_sigkill_cycles_lose_nothing(
     fresh_sqlite_url: str, pg_server: Engine | None, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

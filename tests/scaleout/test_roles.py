@@ -286,6 +286,7 @@ def test_two_rollout_workers_and_a_learner(fleet: Fleet, fresh_pg_url: str) -> N
     assert codes == dict.fromkeys(fleet.procs, 0), fleet.logs()
     for name in fleet.procs:
         assert "Traceback" not in fleet.log(name), fleet.log(name)
+    assert "HFEngine" not in fleet.log("learner")  # no guard: the learner loads no engine
 
     votes = assert_each_pass_voted_once(db, passes)
     assert {v.worker for v in votes} == set(rollouts)  # both voted; the learner never does

@@ -246,9 +246,10 @@ class Service:
                     "status to 'retired' in model_versions to resume from the one before"
                 )
             self.version, model_dir = newest[0], Path(newest[1])
-        self.engine = load_engine(
-            self.cfg.engine.model_copy(update={"model": str(model_dir)}), self.version
-        )
+        if self.role != "learner" or self.g.enabled:  # a learner samples only the guard's probe
+            self.engine = load_engine(
+                self.cfg.engine.model_copy(update={"model": str(model_dir)}), self.version
+            )
         if self.trains:
             self.trainer = self._make_trainer(model_dir, self.version)
         logger.info("model {} at version {}", model_dir, self.version)
@@ -408,7 +409,7 @@ class Service:
 
     def update(self, min_version: int) -> None:
         """One GRPO update on the untrained votes, then checkpoint, swap, guard and record."""
-        assert self.engine is not None and self.trainer is not None
+        assert self.trainer is not None
         self.update_due.clear()
         self._reschedule_update_timer()
         with transaction(self.db, write=False) as conn:
@@ -430,11 +431,13 @@ class Service:
         if self.g.enabled and self.baseline is None:
             self.baseline = self._probe_stats()  # the serving version, before it changes
             self.best_canary = self.baseline.canary_pass1 if self.baseline else None
-        self.engine.sleep()
+        if self.engine is not None:
+            self.engine.sleep()
         try:
             metrics = self.trainer.step(groups)
         finally:
-            self.engine.wake()
+            if self.engine is not None:
+                self.engine.wake()
         self.progress_at = time.monotonic()
         if metrics.skipped:
             m.UPDATES_SKIPPED.inc()
@@ -453,7 +456,8 @@ class Service:
         self.trainer.save_checkpoint(path)  # atomic: files complete before the row below
         crash_point("checkpoint_renamed")
         t0 = time.perf_counter()
-        self.engine.update_weights(self.trainer.named_tensors(), new_version)
+        if self.engine is not None:
+            self.engine.update_weights(self.trainer.named_tensors(), new_version)
         swap_s = time.perf_counter() - t0
         # The guard probes the new version before it answers anything.
         self.updates_done += 1

@@ -209,6 +209,14 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the problems and the sampling.")] = 0,
     minutes: Annotated[float, typer.Option(help="Time budget of the daemon loop.")] = 5.0,
     problems: Annotated[int, typer.Option(min=1, help="Synthetic problems to learn on.")] = 256,
+    max_versions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Also stop after this many model versions: runs of two recipes then compare "
+            "the same amount of work whatever the machine's load.",
+        ),
+    ] = None,
     workdir: Annotated[
         Path | None, typer.Option(help="Keep the database and checkpoints here.")
     ] = None,
@@ -228,7 +236,7 @@ def demo(
     with tempfile.TemporaryDirectory(prefix="ttrl-demo-") as tmp:
         where = workdir or Path(tmp)
         try:
-            result = run_demo(cfg, seed, minutes, problems, where)
+            result = run_demo(cfg, seed, minutes, problems, where, max_versions)
         except FileExistsError as exc:
             raise fail(str(exc)) from None
         engine = make_engine(f"sqlite:///{where / 'ttrl.db'}")

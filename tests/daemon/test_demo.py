@@ -60,3 +60,20 @@ def test_demo_reports_before_after_and_plots(tmp_path: Path) -> None:
         timeout=120,
     )
     assert again.returncode == 2 and "already holds a demo database" in again.stderr
+
+
+@pytest.mark.slow
+def test_demo_stops_at_max_versions(tmp_path: Path) -> None:
+    """--max-versions ends the loop at that many versions, long before --minutes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["demo", "--seed", "4", "--minutes", "10", "--problems", "8", "--max-versions", "1"]
+    r = subprocess.run(
+        [TTRL, *args, "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["versions"] == 1 and summary["seconds"] < 300

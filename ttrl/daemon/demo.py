@@ -28,8 +28,16 @@ EVAL_SAMPLES = 16
 DEMO_PASSES = 1_000_000
 
 
-def run_demo(cfg: Settings, seed: int, minutes: float, n_problems: int, workdir: Path) -> dict:
-    """Run the demo in ``workdir``; returns the summary that the last output line prints."""
+def run_demo(
+    cfg: Settings,
+    seed: int,
+    minutes: float,
+    n_problems: int,
+    workdir: Path,
+    max_versions: int | None = None,
+) -> dict:
+    """Run the demo in ``workdir`` for ``minutes`` or until ``max_versions`` model versions,
+    whichever comes first; returns the summary that the last output line prints."""
     if (workdir / "ttrl.db").exists():
         # The service would resume from that run's newest version while "before" would
         # measure the base model: the comparison would mean nothing.
@@ -71,11 +79,14 @@ def run_demo(cfg: Settings, seed: int, minutes: float, n_problems: int, workdir:
     service = Service(cfg)
     timer = threading.Timer(minutes * 60, service.stopping.set)
     timer.start()
+    if max_versions is not None:
+        threading.Thread(target=_stop_at_version, args=(service, max_versions), daemon=True).start()
     t0 = time.perf_counter()
     try:
         service.run()
     finally:
         timer.cancel()
+        service.stopping.set()
     seconds = time.perf_counter() - t0
 
     if service.version:
@@ -84,6 +95,12 @@ def run_demo(cfg: Settings, seed: int, minutes: float, n_problems: int, workdir:
     logger.info("evaluating version {} on the same problems", service.version)
     after = evaluate(engine, labelled, EVAL_SAMPLES, sampling, f"version {service.version}")
     return summary(before, after, service.version, seconds)
+
+
+def _stop_at_version(service: Service, versions: int) -> None:
+    while not service.stopping.wait(0.2):
+        if service.version >= versions:
+            service.stopping.set()
 
 
 def summary(before: EvalReport, after: EvalReport, versions: int, seconds: float) -> dict:

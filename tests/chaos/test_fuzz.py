@@ -40,16 +40,25 @@ from ttrl.intake import parse
 TTRL = str(Path(sys.executable).with_name("ttrl"))
 # Small limits, so hypothesis reaches both of them with lines of a few kilobytes.
 CFG = IntakeConfig(max_prompt_chars=2000, max_line_bytes=8000, default_batch="fuzz")
-DB_SETTINGS = settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,  # each example empties the table first
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    """No deadline on a loaded machine; the function-scoped fixtures are shared by the
+    examples of a test (each example empties the table itself; the answers config is
+    restored when the test ends)."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+        ],
+    )
+
+
+DB_SETTINGS = fuzz_settings(30)
 
 # -- (a) problem files -------------------------------------------------------------------
 
@@ -611,16 +620,7 @@ KILLERS = [
 # Pure-Python parts (extract, clean, exact keys) on a loaded 2-core machine; they take
 # ~0.1 s on the worst 100k-character input found.
 PURE_BOUND_S = 2.0
-FUZZ_SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,  # answers_config only restores at the end
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+FUZZ_SETTINGS = fuzz_settings(60)
 
 
 @pytest.fixture

@@ -13,28 +13,17 @@ import pytest
 TTRL = str(Path(sys.executable).with_name("ttrl"))
 
 
+def demo(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [TTRL, "demo", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
 @pytest.mark.slow
 def test_demo_reports_before_after_and_plots(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(
-        [
-            TTRL,
-            "demo",
-            "--seed",
-            "3",
-            "--minutes",
-            "0.25",
-            "--problems",
-            "8",
-            "--workdir",
-            str(workdir),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=400,
-    )
+    r = demo("--seed", "3", "--minutes", "0.25", "--problems", "8", "--workdir", str(workdir))
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(summary) == {
@@ -52,28 +41,15 @@ def test_demo_reports_before_after_and_plots(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (workdir / "ttrl.db").exists()
 
-    again = subprocess.run(
-        [TTRL, "demo", "--minutes", "0.1", "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    again = demo("--minutes", "0.1", "--workdir", str(workdir), timeout=120)
     assert again.returncode == 2 and "already holds a demo database" in again.stderr
 
 
 @pytest.mark.slow
 def test_demo_stops_at_max_versions(tmp_path: Path) -> None:
     """--max-versions ends the loop at that many versions, long before --minutes."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["demo", "--seed", "4", "--minutes", "10", "--problems", "8", "--max-versions", "1"]
-    r = subprocess.run(
-        [TTRL, *args, "--workdir", str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=400,
-    )
+    args = ["--seed", "4", "--minutes", "10", "--problems", "8", "--max-versions", "1"]
+    r = demo(*args, "--workdir", str(tmp_path / "demo"))
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["versions"] == 1 and summary["seconds"] < 300

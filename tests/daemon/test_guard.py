@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from serving import TTRL, serve_until
 from sqlalchemy import select
 
 from ttrl.daemon import guard
@@ -21,8 +19,6 @@ from ttrl.daemon.config import GuardConfig
 from ttrl.db import make_engine, transaction
 from ttrl.db.models import GuardDecision, ModelVersion, Problem
 from ttrl.engines.base import Completion
-
-TTRL = str(Path(sys.executable).with_name("ttrl"))
 
 
 def sample(text: str, n_tokens: int = 4, logprob: float = -0.5) -> Completion:
@@ -145,24 +141,10 @@ def test_a_destructive_update_is_caught_and_rolled_back(db_url: str, tmp_path: P
     work = "".join(json.dumps({**json.loads(x), "passes": 20}) + "\n" for x in work.splitlines())
     ttrl("enqueue", "-", "--batch", "work", stdin=work)
 
-    log = tmp_path / "serve.log"
-    proc = subprocess.Popen(
-        [TTRL, "serve", "--config", str(config)],
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
+    output = serve_until(
+        config, env, tmp_path / "serve.log", lambda log: "updates held" in log, 300
     )
     db = make_engine(db_url)
-    try:
-        deadline = time.monotonic() + 300
-        while "updates held" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     with transaction(db, write=False) as conn:
         versions = conn.execute(select(ModelVersion.__table__).order_by(ModelVersion.version)).all()
         decisions = conn.execute(select(GuardDecision.__table__)).all()
@@ -172,7 +154,6 @@ def test_a_destructive_update_is_caught_and_rolled_back(db_url: str, tmp_path: P
             .all()
         )
     db.dispose()
-    output = log.read_text()
     assert "Traceback" not in output
     # Every update was refused: two rolled back versions, nothing ever became active.
     assert [v.status for v in versions] == ["rolled_back", "rolled_back"], versions

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from serving import TTRL, serve_until
 from sqlalchemy import func, select
 
 from ttrl.db import make_engine, transaction
 from ttrl.db.models import ModelVersion, Problem, Rollout, Vote, Worker
 
-TTRL = str(Path(sys.executable).with_name("ttrl"))
 VOTES = 6
 
 
@@ -58,27 +55,13 @@ def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
     r = run("enqueue", "-", "--batch", "e2e", env=env, input=problems)
     assert r.returncode == 0, r.stderr
 
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [TTRL, "serve", "--config", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
     db = make_engine(db_url)
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            with transaction(db, write=False) as conn:
-                versions = conn.execute(select(func.count()).select_from(ModelVersion)).scalar()
-            if versions >= 2:
-                break
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 0, (tmp_path / "serve.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    output = (tmp_path / "serve.log").read_text()
+
+    def two_versions(_log: str) -> bool:
+        with transaction(db, write=False) as conn:
+            return conn.execute(select(func.count()).select_from(ModelVersion)).scalar() >= 2
+
+    output = serve_until(config, env, tmp_path / "serve.log", two_versions, 240)
     assert "SIGTERM received" in output and "Traceback" not in output
 
     with transaction(db, write=False) as conn:
@@ -123,20 +106,5 @@ def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
     db.dispose()
 
     # A restart resumes from the newest complete version, not from the base model.
-    log2 = tmp_path / "restart.log"
-    proc = subprocess.Popen(
-        [TTRL, "serve", "--config", str(config)],
-        env=env,
-        stdout=log2.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while f"serving version {versions[-1].version}" not in log2.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log2.read_text()
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 0, log2.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    resumed = f"serving version {versions[-1].version}"
+    serve_until(config, env, tmp_path / "restart.log", lambda log: resumed in log, 120)

@@ -646,7 +646,7 @@ class Service:
         ping = watchdog_interval()
         if ping:
             s.add_job(self._feed_watchdog, "interval", seconds=ping, id="watchdog", **late)
-        if self.g.enabled and self.g.every_s:
+        if self.g.enabled and self.g.every_s and self.trains:  # the guard runs where it trains
             s.add_job(self.guard_due.set, "interval", seconds=self.g.every_s, id="guard", **late)
         s.start()
 

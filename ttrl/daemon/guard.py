@@ -2,7 +2,8 @@
 
 Label-free RL rises and then falls once the model's confidence stops tracking correctness
 (Zuo et al. 2025 discuss it; the tiny model shows it within minutes at a high learning
-rate). Before a new version answers anything, the guard samples a fixed probe with it:
+rate). Before a new version answers anything (every ``guard.every_updates``-th version),
+the guard samples a fixed probe with it:
 recent prompts of the queue plus the canaries (problems with reference answers in a
 canary batch, never trained on). From those samples it reads
 

@@ -70,5 +70,7 @@ def test_canary_batches_are_never_trained_on(engine: Engine) -> None:
         assert store.count_untrained_groups(conn, 0, ["canary"]) == 1
         groups = store.untrained_rollouts(conn, 0, 10, ["canary"])
         assert len(groups) == 1 and all(len(rows) == 2 for rows in groups.values())
+        # Each rollout carries its vote's label share, for rl.min_label_share.
+        assert {r.label_share for rows in groups.values() for r in rows} == {0.5}
         probe = store.probe_prompts(conn, ["canary"], max_canaries=5, recent=5)
         assert probe == [("What is 2 + 2?", "4"), ("What is 3 + 3?", None)]

@@ -1,4 +1,5 @@
-"""Choosing what to train on: M of N per group, dropping groups without reward spread."""
+"""Choosing what to train on: M of N per group, dropping groups without reward spread or
+whose pseudo-label won too few votes."""
 
 import random
 
@@ -37,6 +38,23 @@ def test_selection_is_deterministic_per_seed_and_keeps_all_without_m() -> None:
     assert a == b
     full = select_groups(groups, None, False, random.Random(0))
     assert full.groups == groups
+
+
+def test_groups_whose_label_won_too_few_votes_are_dropped_first() -> None:
+    spread = [Rollout([3], [4], 1.0, 0)] * 2 + [Rollout([3], [5], 0.0, 0)] * 6
+    groups = [
+        RolloutGroup("weak", spread, label_share=0.25),
+        RolloutGroup("strong", spread, label_share=0.75),
+        RolloutGroup("at-threshold", spread, label_share=0.5),
+        RolloutGroup("unknown", spread),  # rewards not from a vote: never dropped for share
+        RolloutGroup("weak-uniform", spread[:2], label_share=0.2),
+    ]
+    sel = select_groups(groups, None, True, random.Random(0), min_label_share=0.5)
+    assert [g.problem_id for g in sel.groups] == ["strong", "at-threshold", "unknown"]
+    # Counted once, as low share, even when the group is also uniform.
+    assert (sel.dropped_low_share, sel.dropped_uniform) == (2, 0)
+    # The default keeps every group, whatever its share.
+    assert select_groups(groups, None, True, random.Random(0)).dropped_low_share == 0
 
 
 @pytest.mark.parametrize(

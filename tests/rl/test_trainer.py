@@ -44,6 +44,22 @@ def test_step_updates_weights_and_reports_metrics(tiny_model_dir: Path) -> None:
     assert _max_diff(before, _weights(trainer)) > 1e-4
 
 
+def test_norm_gains_move_at_their_own_learning_rate(tiny_model_dir: Path) -> None:
+    # AdamW's first step moves every parameter with a gradient by about its lr.
+    cfg = RLConfig(lr=1e-4, norm_lr_scale=50, weight_decay=0.0, train_samples=None)
+    trainer = Trainer(cfg, tiny_model_dir)
+    before = _weights(trainer)
+    m = trainer.step(make_groups(4, 6))
+    after = _weights(trainer)
+    assert not m.skipped and m.lr == pytest.approx(1e-4)
+    gains = {n for n in before if "norm" in n}
+    assert len(gains) == 2 * 2 + 1  # two per decoder layer of the test model, one final
+    moved_gain = max(float((after[n] - before[n]).abs().max()) for n in gains)
+    moved_rest = max(float((after[n] - before[n]).abs().max()) for n in before if n not in gains)
+    assert moved_gain == pytest.approx(50 * 1e-4, rel=0.05)
+    assert 0 < moved_rest <= 1e-4 * 1.05
+
+
 def test_train_samples_limits_each_group(tiny_model_dir: Path) -> None:
     trainer = Trainer(RLConfig(train_samples=3, drop_uniform_groups=False), tiny_model_dir)
     m = trainer.step(make_groups(4, 8))

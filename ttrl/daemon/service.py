@@ -424,6 +424,7 @@ class Service:
                     for r in rows
                     if r.token_ids  # an empty completion has nothing to train
                 ],
+                label_share=rows[0].label_share,
             )
             for vote_id, rows in stored.items()
         ]
@@ -469,7 +470,7 @@ class Service:
         record = {
             **metrics.as_dict(),
             "swap_s": swap_s,
-            "n_groups": metrics.groups - metrics.groups_dropped,
+            "n_groups": metrics.groups - metrics.groups_dropped - metrics.groups_low_share,
             "n_tokens": metrics.tokens,
             "train_s": metrics.seconds,
             "canary_pass1": stats.canary_pass1 if stats else None,
@@ -489,11 +490,12 @@ class Service:
         m.UPDATE_SECONDS.set(metrics.seconds)
         m.SWAP_SECONDS.set(swap_s)
         logger.info(
-            "version {}: {} groups ({} dropped as uniform), loss {:.4f}, reward {:.3f}, "
-            "{:.1f}s train, {:.3f}s swap",
+            "version {}: {} groups ({} dropped as uniform, {} below the label share), "
+            "loss {:.4f}, reward {:.3f}, {:.1f}s train, {:.3f}s swap",
             new_version,
             len(groups),
             metrics.groups_dropped,
+            metrics.groups_low_share,
             metrics.loss,
             metrics.mean_reward,
             metrics.seconds,

@@ -65,6 +65,7 @@ class StoredRollout:
     prompt_token_ids: list[int]
     token_ids: list[int]
     reward: float
+    label_share: float  # of the vote the rollout belongs to
 
 
 def reference_answers(conn: Connection, ids: Sequence[int]) -> dict[int, str | None]:
@@ -154,7 +155,16 @@ def untrained_rollouts(
         .limit(max_groups)
     )
     rows = conn.execute(
-        select(R.vote_id, R.problem_id, R.model_version, R.prompt_token_ids, R.token_ids, R.reward)
+        select(
+            R.vote_id,
+            R.problem_id,
+            R.model_version,
+            R.prompt_token_ids,
+            R.token_ids,
+            R.reward,
+            V.share,
+        )
+        .join(Vote, V.id == R.vote_id)
         .where(R.vote_id.in_(votes.scalar_subquery()))
         .order_by(R.vote_id, R.id)
     )

@@ -27,10 +27,32 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps)
 
 
+def norm_parameters(module: torch.nn.Module) -> set[int]:
+    """``id()`` of the gains of normalisation layers (``LayerNorm``, ``Qwen2RMSNorm``, ...:
+    any module whose class name ends in ``Norm``)."""
+    return {
+        id(p)
+        for sub in module.modules()
+        if type(sub).__name__.endswith("Norm")
+        for p in sub.parameters(recurse=False)
+    }
+
+
 def _optimizer(module: torch.nn.Module, config: RLConfig) -> torch.optim.AdamW:
+    """AdamW at ``rl.lr``; the normalisation gains at ``rl.lr * rl.norm_lr_scale``."""
     params = [p for p in module.parameters() if p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if config.norm_lr_scale != 1.0:
+        norms = norm_parameters(module)
+        groups = [
+            {"params": [p for p in params if id(p) not in norms]},
+            {
+                "params": [p for p in params if id(p) in norms],
+                "lr": config.lr * config.norm_lr_scale,
+            },
+        ]
     return torch.optim.AdamW(
-        params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
 
 

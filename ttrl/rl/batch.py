@@ -1,7 +1,8 @@
 """The trainer's input: voted rollout groups, and the choice of what to train on.
 
 The daemon builds one :class:`RolloutGroup` per problem from SQL rows; :func:`select_groups`
-then keeps M of the N voted rollouts per problem and drops groups without reward spread.
+then drops groups whose pseudo-label won too few votes, keeps M of the N voted rollouts per
+problem and drops groups without reward spread.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ class Rollout:
 
 @dataclass(frozen=True)
 class RolloutGroup:
-    """All rollouts of one problem from one vote; the unit of the GRPO baseline."""
+    """All rollouts of one problem from one vote; the unit of the GRPO baseline.
+
+    ``label_share`` is the share of the N votes that the pseudo-label won (None: unknown,
+    e.g. rewards that do not come from a vote).
+    """
 
     problem_id: int | str
     rollouts: list[Rollout]
+    label_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Selection:
 
     groups: list[RolloutGroup]
     dropped_uniform: int
+    dropped_low_share: int = 0
 
 
 def validate_groups(groups: Sequence[RolloutGroup]) -> None:
@@ -61,7 +68,7 @@ def downsample(group: RolloutGroup, m: int | None, rng: random.Random) -> Rollou
     2025, §3: vote on N, train on M < N); all of them when ``m`` is None or >= N."""
     if m is None or m >= len(group.rollouts):
         return group
-    return RolloutGroup(group.problem_id, rng.sample(group.rollouts, m))
+    return RolloutGroup(group.problem_id, rng.sample(group.rollouts, m), group.label_share)
 
 
 def is_uniform(group: RolloutGroup) -> bool:
@@ -70,18 +77,32 @@ def is_uniform(group: RolloutGroup) -> bool:
     return all(r.reward == first for r in group.rollouts)
 
 
+def is_low_share(group: RolloutGroup, min_share: float) -> bool:
+    """True when the group's pseudo-label won less than ``min_share`` of the votes: a
+    plurality of a few scattered votes is often wrong, and training on it teaches the error."""
+    return group.label_share is not None and group.label_share < min_share
+
+
 def select_groups(
-    groups: Sequence[RolloutGroup], m: int | None, drop_uniform: bool, rng: random.Random
+    groups: Sequence[RolloutGroup],
+    m: int | None,
+    drop_uniform: bool,
+    rng: random.Random,
+    min_label_share: float = 0.0,
 ) -> Selection:
-    """Down-sample each group to ``m`` rollouts, then drop groups with identical rewards
-    (DAPO dynamic sampling, Yu et al. 2025), counting them."""
+    """Drop groups whose label won less than ``min_label_share`` of the votes, down-sample
+    the others to ``m`` rollouts, then drop groups with identical rewards (DAPO dynamic
+    sampling, Yu et al. 2025), counting both."""
     validate_groups(groups)
     kept: list[RolloutGroup] = []
-    dropped = 0
+    uniform = low_share = 0
     for group in groups:
+        if is_low_share(group, min_label_share):
+            low_share += 1
+            continue
         small = downsample(group, m, rng)
         if drop_uniform and is_uniform(small):
-            dropped += 1
+            uniform += 1
         else:
             kept.append(small)
-    return Selection(kept, dropped)
+    return Selection(kept, uniform, low_share)

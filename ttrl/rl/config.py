@@ -32,6 +32,14 @@ class RLConfig(BaseModel):
         description="Drop groups whose rewards are all equal before the step (DAPO dynamic "
         "sampling): under a group baseline they have zero advantage.",
     )
+    min_label_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Groups whose pseudo-label won less than this share of the N votes are "
+        "not trained on (still answered): a plurality of a few scattered votes is often wrong. "
+        "0 trains on every group.",
+    )
     seed: int = Field(0, description="Seeds the choice of the M rollouts and mini-batch order.")
 
     # Objective.
@@ -61,6 +69,13 @@ class RLConfig(BaseModel):
 
     # Optimisation.
     lr: float = Field(1e-6, gt=0)
+    norm_lr_scale: float = Field(
+        1.0,
+        gt=0,
+        description="Learning rate of the normalisation gains (RMSNorm/LayerNorm weights), as "
+        "a multiple of lr. Sharpening a policy is mostly a change of their scale, which AdamW "
+        "moves by about lr per step: a small model at a small lr needs thousands of steps.",
+    )
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(

@@ -59,6 +59,7 @@ class StepMetrics:
     lr: float = math.nan
     groups: int = 0
     groups_dropped: int = 0
+    groups_low_share: int = 0
     sequences: int = 0
     tokens: int = 0
     mean_reward: float = math.nan
@@ -178,18 +179,24 @@ class Trainer:
         cfg = self.config
         rng = random.Random(cfg.seed * 1_000_003 + self._calls)
         self._calls += 1
-        selection = select_groups(groups, cfg.train_samples, cfg.drop_uniform_groups, rng)
+        selection = select_groups(
+            groups, cfg.train_samples, cfg.drop_uniform_groups, rng, cfg.min_label_share
+        )
         rollouts = [r for g in groups for r in g.rollouts]
         metrics = StepMetrics(
             version=self.version,
             groups=len(groups),
             groups_dropped=selection.dropped_uniform,
+            groups_low_share=selection.dropped_low_share,
             mean_reward=sum(r.reward for r in rollouts) / max(len(rollouts), 1),
             staleness=self.version - min((r.model_version for r in rollouts), default=self.version),
             lr=self.backend.lr,
         )
         if not selection.groups:
-            return self._skipped(metrics, "no group has reward spread", start)
+            why = "no group has reward spread"
+            if selection.dropped_low_share:
+                why += f" ({selection.dropped_low_share} below rl.min_label_share)"
+            return self._skipped(metrics, why, start)
 
         seqs, group_of_seq = self._sequences(selection.groups)
         metrics.sequences = len(seqs)

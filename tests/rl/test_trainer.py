@@ -12,7 +12,7 @@ from rl_helpers import EOS, make_groups
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ttrl.engines.tokens import cut_at_stop
-from ttrl.rl.backends import load_deepspeed_config, warmup_factor
+from ttrl.rl.backends import decay_factor, load_deepspeed_config, warmup_factor
 from ttrl.rl.batch import Rollout, RolloutGroup
 from ttrl.rl.config import RLConfig
 from ttrl.rl.trainer import Trainer
@@ -147,6 +147,28 @@ def test_learning_rate_warms_up_linearly(tiny_model_dir: Path) -> None:
     trainer = Trainer(RLConfig(lr=1e-3, warmup_steps=2), tiny_model_dir)
     lrs = [trainer.step(make_groups(2, 4)).lr for _ in range(3)]
     assert lrs == pytest.approx([5e-4, 1e-3, 1e-3])
+
+
+def test_learning_rate_decays_on_a_cosine_then_holds(tiny_model_dir: Path) -> None:
+    assert [decay_factor(s, 0, 4, 0.2) for s in range(6)] == pytest.approx(
+        [
+            1.0,
+            0.2 + 0.8 * (1 + math.cos(math.pi / 4)) / 2,
+            0.6,
+            0.2 + 0.8 * (1 - math.cos(math.pi / 4)) / 2,
+            0.2,
+            0.2,
+        ]
+    )
+    assert decay_factor(1, 2, 4, 0.2) == 1.0  # still warming up
+    assert decay_factor(10**6, 0, None, 0.2) == 1.0
+    cfg = RLConfig(lr=1e-3, warmup_steps=1, lr_decay_steps=2, lr_decay_floor=0.5, norm_lr_scale=10)
+    trainer = Trainer(cfg, tiny_model_dir)
+    lrs = [trainer.step(make_groups(2, 4)).lr for _ in range(5)]
+    assert lrs == pytest.approx([1e-3, 1e-3, 7.5e-4, 5e-4, 5e-4])
+    # The normalisation gains follow the same schedule at their own scale.
+    gains = trainer.backend.optimizer.param_groups[1]
+    assert gains["lr"] == pytest.approx(5e-3)
 
 
 def test_recompute_matches_the_on_policy_shortcut(tiny_model_dir: Path) -> None:

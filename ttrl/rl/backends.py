@@ -27,6 +27,15 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps)
 
 
+def decay_factor(step: int, warmup_steps: int, decay_steps: int | None, floor: float) -> float:
+    """Cosine decay after the warm-up: from 1 to ``floor`` over ``decay_steps`` optimizer
+    steps, then ``floor`` for good (a daemon has no last step); 1 when ``decay_steps`` is None."""
+    if not decay_steps:
+        return 1.0
+    progress = min(1.0, max(0, step - warmup_steps) / decay_steps)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def norm_parameters(module: torch.nn.Module) -> set[int]:
     """``id()`` of the gains of normalisation layers (``LayerNorm``, ``Qwen2RMSNorm``, ...:
     any module whose class name ends in ``Norm``)."""
@@ -57,7 +66,12 @@ def _optimizer(module: torch.nn.Module, config: RLConfig) -> torch.optim.AdamW:
 
 
 def _schedule(optimizer: torch.optim.Optimizer, config: RLConfig) -> LambdaLR:
-    return LambdaLR(optimizer, lambda s: warmup_factor(s, config.warmup_steps))
+    def factor(step: int) -> float:
+        return warmup_factor(step, config.warmup_steps) * decay_factor(
+            step, config.warmup_steps, config.lr_decay_steps, config.lr_decay_floor
+        )
+
+    return LambdaLR(optimizer, factor)
 
 
 class Backend(Protocol):

@@ -81,6 +81,14 @@ class RLConfig(BaseModel):
     warmup_steps: int = Field(
         0, ge=0, description="Linear learning-rate warm-up, in optimizer steps."
     )
+    lr_decay_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Cosine decay of the learning rate to lr_decay_floor * lr over this many "
+        "optimizer steps after the warm-up, then held there; counted from the trainer's start "
+        "(a restart or a rollback starts it again). None: constant.",
+    )
+    lr_decay_floor: float = Field(0.1, ge=0, le=1, description="See lr_decay_steps.")
     max_grad_norm: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
     ppo_epochs: int = Field(1, ge=1, description="Passes over each batch.")
     mini_batches: int = Field(

@@ -12,6 +12,16 @@ from pathlib import Path
 
 TTRL = str(Path(sys.executable).with_name("ttrl"))
 
+# configs/default.yaml carries the demo's recipe for the tiny model (mini-batches, a label
+# share filter, a fast learning rate for the normalisation gains, a decay). The daemon tests
+# check mechanics, not learning: they train with one plain AdamW step per update.
+PLAIN_RL: dict[str, object] = {
+    "mini_batches": 1,
+    "min_label_share": 0.0,
+    "norm_lr_scale": 1.0,
+    "lr_decay_steps": None,
+}
+
 
 def serve_until(
     config: Path, env: dict[str, str], log: Path, done: Callable[[str], bool], timeout: float

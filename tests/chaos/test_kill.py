@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from serving import PLAIN_RL
 from sqlalchemy import Engine, func, select
 from toy_queue import enqueue_toy
 
@@ -67,7 +68,7 @@ def write_config(workdir: Path) -> Path:
     the next daemon's reaper returns to the queue soon after it starts."""
     cfg = {
         "engine": {"sampling": {"temperature": 1.5, "max_new_tokens": 40}},
-        "rl": {"lr": 1e-4, "warmup_steps": 0, "train_samples": None},
+        "rl": {**PLAIN_RL, "lr": 1e-4, "warmup_steps": 0, "train_samples": None},
         "queue": {"claim_batch": 2, "lease_s": LEASE_S, "max_attempts": CYCLES + 5},
         "daemon": {
             "votes": VOTES,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from serving import PLAIN_RL
 from sqlalchemy import func, select
 from toy_queue import enqueue_toy
 
@@ -114,7 +115,7 @@ def private_pg() -> Iterator[PrivateServer]:
 def write_config(workdir: Path) -> Path:
     cfg = {
         "engine": {"sampling": {"temperature": 1.5, "max_new_tokens": 40}},
-        "rl": {"lr": 1e-4, "warmup_steps": 0, "train_samples": None},
+        "rl": {**PLAIN_RL, "lr": 1e-4, "warmup_steps": 0, "train_samples": None},
         "queue": {"claim_batch": 2, "lease_s": LEASE_S},
         "daemon": {
             "votes": VOTES,

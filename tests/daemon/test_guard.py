@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from serving import TTRL, serve_until
+from serving import PLAIN_RL, TTRL, serve_until
 from sqlalchemy import select
 
 from ttrl.daemon import guard
@@ -114,7 +114,7 @@ def test_a_destructive_update_is_caught_and_rolled_back(db_url: str, tmp_path: P
     guard sees the canaries fail and rolls back; after max_rollbacks it holds."""
     cfg = {
         "engine": {"sampling": {"max_new_tokens": 64}},
-        "rl": {"lr": 0.1},
+        "rl": {**PLAIN_RL, "lr": 0.1},
         "queue": {"claim_batch": 4, "lease_s": 60},
         "daemon": {
             "votes": 6,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from serving import TTRL, serve_until
+from serving import PLAIN_RL, TTRL, serve_until
 from sqlalchemy import func, select
 
 from ttrl.db import make_engine, transaction
@@ -22,7 +22,7 @@ VOTES = 6
 def write_config(tmp_path: Path) -> Path:
     cfg = {
         "engine": {"sampling": {"temperature": 1.3, "max_new_tokens": 64}},
-        "rl": {"lr": 1e-4, "warmup_steps": 0},
+        "rl": {**PLAIN_RL, "lr": 1e-4, "warmup_steps": 0},
         "queue": {"claim_batch": 4, "lease_s": 60},
         "daemon": {
             "votes": VOTES,

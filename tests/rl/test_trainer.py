@@ -169,6 +169,10 @@ def test_learning_rate_decays_on_a_cosine_then_holds(tiny_model_dir: Path) -> No
     # The normalisation gains follow the same schedule at their own scale.
     gains = trainer.backend.optimizer.param_groups[1]
     assert gains["lr"] == pytest.approx(5e-3)
+    # A trainer rebuilt at a later version (restart, rollback) does not restart the decay:
+    # at version 2 (one step per update) it goes on like the third step above.
+    resumed = Trainer(cfg, tiny_model_dir, version=2)
+    assert [resumed.step(make_groups(2, 4)).lr for _ in range(2)] == pytest.approx([7.5e-4, 5e-4])
 
 
 def test_recompute_matches_the_on_policy_shortcut(tiny_model_dir: Path) -> None:

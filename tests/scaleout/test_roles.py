@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from serving import PLAIN_RL
 from sqlalchemy import Engine, func, select
 from toy_queue import enqueue_toy
 
@@ -51,7 +52,7 @@ def write_config(tmp_path: Path, **rl: Any) -> Path:
     """One config for every role (as an operator would ship it): small and fast."""
     cfg = {
         "engine": {"sampling": {"temperature": 1.5, "max_new_tokens": 48}},
-        "rl": {"lr": 1e-4, "warmup_steps": 0, "train_samples": None, **rl},
+        "rl": {**PLAIN_RL, "lr": 1e-4, "warmup_steps": 0, "train_samples": None, **rl},
         "queue": {"claim_batch": 2, "lease_s": LEASE_S},
         "guard": {"enabled": False},
         "daemon": {

@@ -65,10 +65,14 @@ def _optimizer(module: torch.nn.Module, config: RLConfig) -> torch.optim.AdamW:
     )
 
 
-def _schedule(optimizer: torch.optim.Optimizer, config: RLConfig) -> LambdaLR:
+def _schedule(optimizer: torch.optim.Optimizer, config: RLConfig, steps_done: int) -> LambdaLR:
+    """Warm-up from this optimizer's first step (its moments start from zero); the decay goes
+    on from ``steps_done``, the steps the model already took, so a restart or a rollback does
+    not put the learning rate back to its peak."""
+
     def factor(step: int) -> float:
         return warmup_factor(step, config.warmup_steps) * decay_factor(
-            step, config.warmup_steps, config.lr_decay_steps, config.lr_decay_floor
+            step + steps_done, config.warmup_steps, config.lr_decay_steps, config.lr_decay_floor
         )
 
     return LambdaLR(optimizer, factor)
@@ -107,11 +111,11 @@ class TorchBackend:
     rank = 0
     world_size = 1
 
-    def __init__(self, module: torch.nn.Module, config: RLConfig) -> None:
+    def __init__(self, module: torch.nn.Module, config: RLConfig, steps_done: int = 0) -> None:
         self.module = self.model = module
         self.max_grad_norm = config.max_grad_norm
         self.optimizer = _optimizer(module, config)
-        self.scheduler = _schedule(self.optimizer, config)
+        self.scheduler = _schedule(self.optimizer, config, steps_done)
 
     def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
         loss.backward()
@@ -194,7 +198,12 @@ class DeepSpeedBackend:
     """
 
     def __init__(
-        self, module: torch.nn.Module, config: RLConfig, ds_config_path: Path, on_cuda: bool
+        self,
+        module: torch.nn.Module,
+        config: RLConfig,
+        ds_config_path: Path,
+        on_cuda: bool,
+        steps_done: int = 0,
     ) -> None:
         import deepspeed
 
@@ -205,7 +214,7 @@ class DeepSpeedBackend:
         self.engine, _, _, _ = deepspeed.initialize(
             model=module,
             optimizer=_optimizer(module, config),
-            lr_scheduler=lambda opt: _schedule(opt, config),
+            lr_scheduler=lambda opt: _schedule(opt, config, steps_done),
             config=ds_config,
         )
         self.module = self.engine.module

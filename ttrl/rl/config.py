@@ -85,8 +85,8 @@ class RLConfig(BaseModel):
         None,
         ge=1,
         description="Cosine decay of the learning rate to lr_decay_floor * lr over this many "
-        "optimizer steps after the warm-up, then held there; counted from the trainer's start "
-        "(a restart or a rollback starts it again). None: constant.",
+        "optimizer steps after the warm-up, then held there. A trainer built at version v "
+        "(restart, rollback) resumes it at v * ppo_epochs * mini_batches steps. None: constant.",
     )
     lr_decay_floor: float = Field(0.1, ge=0, le=1, description="See lr_decay_steps.")
     max_grad_norm: float = Field(1.0, gt=0, description="Global gradient-norm clip.")

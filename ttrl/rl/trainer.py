@@ -147,12 +147,15 @@ class Trainer:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
         self.backend: Backend
+        # The learning-rate decay resumes where a model at this version left it (estimated:
+        # skipped updates and short batches take fewer steps).
+        steps_done = version * config.ppo_epochs * config.mini_batches
         if config.deepspeed_config is not None:
             self.backend = DeepSpeedBackend(
-                module, config, config.deepspeed_config, self.device.type == "cuda"
+                module, config, config.deepspeed_config, self.device.type == "cuda", steps_done
             )
         else:
-            self.backend = TorchBackend(module, config)
+            self.backend = TorchBackend(module, config, steps_done)
         self.ref: PreTrainedModel | None = None
         if config.kl_coef > 0:
             self.ref = (

@@ -60,6 +60,14 @@ def test_norm_gains_move_at_their_own_learning_rate(tiny_model_dir: Path) -> Non
     assert 0 < moved_rest <= 1e-4 * 1.05
 
 
+def test_a_batch_of_low_share_labels_is_skipped_and_says_why(tiny_model_dir: Path) -> None:
+    trainer = Trainer(RLConfig(min_label_share=0.5), tiny_model_dir)
+    groups = [RolloutGroup(g.problem_id, g.rollouts, 0.25) for g in make_groups(3, 4)]
+    m = trainer.step(groups)
+    assert m.skipped and (m.groups_low_share, m.groups_dropped, trainer.version) == (3, 0, 0)
+    assert m.skip_reason == "no group left: 0 without reward spread, 3 below rl.min_label_share"
+
+
 def test_train_samples_limits_each_group(tiny_model_dir: Path) -> None:
     trainer = Trainer(RLConfig(train_samples=3, drop_uniform_groups=False), tiny_model_dir)
     m = trainer.step(make_groups(4, 8))

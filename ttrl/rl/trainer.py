@@ -198,7 +198,10 @@ class Trainer:
         if not selection.groups:
             why = "no group has reward spread"
             if selection.dropped_low_share:
-                why += f" ({selection.dropped_low_share} below rl.min_label_share)"
+                why = (
+                    f"no group left: {selection.dropped_uniform} without reward spread, "
+                    f"{selection.dropped_low_share} below rl.min_label_share"
+                )
             return self._skipped(metrics, why, start)
 
         seqs, group_of_seq = self._sequences(selection.groups)

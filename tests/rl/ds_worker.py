@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from rl_helpers import TRAJECTORY_CONFIG, make_groups, run_trajectory
 
+from ttrl.daemon.ranks import leave
 from ttrl.rl.trainer import Trainer
 
 
@@ -56,6 +57,7 @@ def main() -> None:
         results[name]["world_size"] = trainer.backend.world_size
     if torch.distributed.get_rank() == 0:
         (Path(out_dir) / "results.json").write_text(json.dumps(results))
+    leave()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,20 @@ def init_process_group(on_cuda: bool) -> None:
         dist.init_process_group("nccl" if on_cuda else "gloo", timeout=IDLE_TIMEOUT)
 
 
+def leave() -> None:
+    """Meet the other ranks, then destroy the process group.
+
+    Every rank calls this on its way out. A gloo group left to the interpreter's teardown
+    can abort the process ("terminate called without an active exception", exit -6) while
+    a peer still talks to it, which turns a clean stop into a failed one.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _broadcast(command: tuple[Any, ...] | None) -> tuple[Any, ...]:
     import torch.distributed as dist
 
@@ -66,6 +80,7 @@ class MirroredTrainer:
 
     def close(self) -> None:
         _broadcast(("stop",))
+        leave()
 
 
 def follow(make: Callable[[Path, int], Any]) -> None:
@@ -76,6 +91,7 @@ def follow(make: Callable[[Path, int], Any]) -> None:
         name, args = command[0], command[1:]
         if name == "stop":
             logger.info("rank 0 stopped; leaving")
+            leave()
             return
         if name == "build":
             trainer = None  # release the old weights first (a rollback rebuilds)

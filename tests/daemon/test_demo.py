@@ -31,10 +31,13 @@ def test_demo_reports_before_after_and_plots(tmp_path: Path) -> None:
         "pass1_after",
         "maj_before",
         "maj_after",
+        "greedy_before",
+        "greedy_after",
         "versions",
         "seconds",
     }
-    assert all(0.0 <= summary[k] <= 1.0 for k in ("pass1_before", "pass1_after"))
+    rates = ("pass1_before", "pass1_after", "greedy_before", "greedy_after")
+    assert all(0.0 <= summary[k] <= 1.0 for k in rates)
     assert summary["seconds"] >= 15  # the loop ran for its budget
     assert "votes by model version" in r.stdout
     png = workdir / "ttrl-demo.png"

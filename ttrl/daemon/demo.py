@@ -109,6 +109,9 @@ def summary(before: EvalReport, after: EvalReport, versions: int, seconds: float
         "pass1_after": round(after.pass_at_1, 4),
         "maj_before": round(before.maj_at_n, 4),
         "maj_after": round(after.maj_at_n, 4),
+        # What RL on its own majority can also do: firm up a wrong answer, which shows here.
+        "greedy_before": round(before.greedy_accuracy, 4),
+        "greedy_after": round(after.greedy_accuracy, 4),
         "versions": versions,
         "seconds": round(seconds, 1),
     }

@@ -31,3 +31,20 @@ def test_wrong_majority_has_low_reward_accuracy() -> None:
 def test_no_reference_or_no_rollouts_is_not_graded() -> None:
     assert grade(vote(["1"]), ["1"], None, equivalent) is None
     assert grade(vote([]), [], "1", equivalent) is None
+
+
+def test_a_tally_made_ahead_gives_the_same_vote_record() -> None:
+    """The daemon tallies a batch on a thread while the next one samples; the record it
+    stores must be the one a tally at write time would give."""
+    from ttrl.daemon.voting import tally, vote_record
+    from ttrl.engines.base import Completion
+
+    texts = [r"so \boxed{12}", r"\boxed{12.0}", r"\boxed{13}", "no answer", "x\x00 \\boxed{12}"]
+    samples = [Completion(t, [5], [6, 7], "stop", 3 + i % 2) for i, t in enumerate(texts)]
+    ahead = tally(samples)
+    assert ahead.answers == ["12", "12.0", "13", None, "12"]
+    assert ahead.vote.share == pytest.approx(3 / 5)
+    made = vote_record(9, 2, samples, "12", ahead)
+    assert made == vote_record(9, 2, samples, "12")
+    assert made.model_version == 3 and made.label == "12"
+    assert made.rollouts[4].text == "x\ufffd \\boxed{12}"  # NUL replaced for PostgreSQL

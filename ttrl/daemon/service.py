@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ from ttrl.daemon import guard, ranks, store
 from ttrl.daemon import metrics as m
 from ttrl.daemon.health import sd_notify, watchdog_interval
 from ttrl.daemon.versions import VersionWatch, announce
-from ttrl.daemon.voting import vote_record
+from ttrl.daemon.voting import Tally, tally, vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
 from ttrl.engines import Engine, load_engine, resolve_model_path
@@ -88,7 +89,10 @@ class Service:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self.update_due = threading.Event()
-        self.in_flight: list[int] = []
+        self.in_flight: list[int] = []  # claimed, not yet written: up to two batches
+        # The batch sampled last, its tally running on `voter` while the next batch samples.
+        self.pending: tuple[list[tuple[ClaimedProblem, list]], Future[list[Tally]]] | None = None
+        self.voter = ThreadPoolExecutor(1, thread_name_prefix="voting")
         self.db: SqlEngine = make_engine(cfg.db_url)
         self.engine: Engine | None = None
         self.trainer: Any = None  # ttrl.rl.trainer.Trainer, imported lazily (torch)
@@ -159,8 +163,10 @@ class Service:
                     conn, self.cfg.queue.claim_batch, self.worker_id, self.cfg.queue.lease_s
                 )
         if claimed:
-            self.in_flight = [c.id for c in claimed]
+            self.in_flight += [c.id for c in claimed]
             self._answer(claimed)
+        else:
+            self._flush()  # nothing to overlap with: write the last batch now
         updated = False
         if not self.stopping.is_set():
             updated = self._maybe_update()
@@ -175,6 +181,8 @@ class Service:
             self.watch.stop()
         if isinstance(self.trainer, ranks.MirroredTrainer):
             self.trainer.close()  # the other ranks of the learner leave too
+        self._flush()  # sampled work is written, not dropped (the grace timer bounds it)
+        self.voter.shutdown()
         released = self._release_in_flight()
         logger.info("stopped: {} ({} claims released)", self._status_line(), released)
         self.db.dispose()
@@ -308,27 +316,46 @@ class Service:
         return [pair for c in claimed for pair in self._generate([c])]
 
     def _answer(self, claimed: list[ClaimedProblem]) -> None:
+        """Sample the batch, write the previous one (its tally ran while this one sampled),
+        and start this one's tally."""
         sampled = self._generate(claimed)
         self.progress_at = time.monotonic()
         crash_point("sampled")
-        # The samples stay in memory through a database outage and are written when it ends.
+        self._flush()
+        counting = self.voter.submit(lambda: [tally(samples) for _, samples in sampled])
+        self.pending = (sampled, counting)
+
+    def _flush(self) -> None:
+        """Write the pending batch's votes in one transaction. The samples stay in memory
+        through a database outage and are written when it ends."""
+        if self.pending is None:
+            return
+        sampled, counting = self.pending
+        tallies = counting.result()
         records = self._store(
-            "the votes of the batch", lambda conn: self._write_votes(conn, sampled)
+            "the votes of the batch", lambda conn: self._write_votes(conn, sampled, tallies)
         )
-        self.in_flight = []
+        self.pending = None
+        written = {c.id for c, _ in sampled}
+        self.in_flight = [i for i in self.in_flight if i not in written]
         for record in records:
             m.PROBLEMS_VOTED.inc()
             m.ROLLOUTS.inc(len(record.rollouts))
             m.VOTE_SHARE.set(record.share)
 
-    def _write_votes(self, conn: Connection, sampled: list[tuple[ClaimedProblem, list]]) -> list:
+    def _write_votes(
+        self,
+        conn: Connection,
+        sampled: list[tuple[ClaimedProblem, list]],
+        tallies: list[Tally],
+    ) -> list:
         """One commit for the batch; a savepoint per problem, so a problem whose lease was
         lost (another worker owns the pass now, its vote stands) drops alone."""
         records = []
         references = store.reference_answers(conn, [c.id for c, _ in sampled])
-        for problem, samples in sampled:
+        for (problem, samples), counted in zip(sampled, tallies, strict=True):
             record = vote_record(
-                problem.id, problem.passes_done, samples, references.get(problem.id)
+                problem.id, problem.passes_done, samples, references.get(problem.id), counted
             )
             try:
                 with conn.begin_nested():
@@ -400,12 +427,21 @@ class Service:
         if self.trainer is None or self.held:
             return False
         min_version = self.version - self.d.max_staleness
-        with transaction(self.db, write=False) as conn:
-            waiting = store.count_untrained_groups(conn, min_version, self.g.canary_batches)
+        waiting = self._count_waiting(min_version)
+        if self.pending and (
+            waiting + len(self.pending[0]) >= self.d.update_every_groups or self.update_due.is_set()
+        ):
+            # An update trains on the batch just sampled, as if voting did not overlap.
+            self._flush()
+            waiting = self._count_waiting(min_version)
         if waiting and (waiting >= self.d.update_every_groups or self.update_due.is_set()):
             self.update(min_version)
             return True
         return False
+
+    def _count_waiting(self, min_version: int) -> int:
+        with transaction(self.db, write=False) as conn:
+            return store.count_untrained_groups(conn, min_version, self.g.canary_batches)
 
     def update(self, min_version: int) -> None:
         """One GRPO update on the untrained votes, then checkpoint, swap, guard and record."""

@@ -3,25 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from ttrl.answers import equivalent, extract, vote
+from ttrl.answers import Vote, equivalent, extract, vote
 from ttrl.daemon.grading import grade
 from ttrl.daemon.store import RolloutRecord, VoteRecord
 from ttrl.engines.base import Completion
 
 
-def vote_record(
-    problem_id: int, pass_index: int, samples: Sequence[Completion], reference: str | None
-) -> VoteRecord:
-    """Extract each completion's final answer, majority-vote them (TTRL's pseudo-label),
-    reward agreement with the label, and grade against ``reference`` for dashboards only.
+@dataclass(frozen=True)
+class Tally:
+    """The completions' texts, their final answers and the vote over them."""
 
-    The vote is attributed to the oldest model version among the samples.
+    texts: list[str]
+    answers: list[str | None]
+    vote: Vote
+
+
+def tally(samples: Sequence[Completion]) -> Tally:
+    """Extract each completion's final answer and majority-vote them (TTRL's pseudo-label).
+
+    The costly part of voting (odd answers go to the sympy workers); thread-safe, so the
+    daemon runs it for one batch while the next one samples.
     """
     # A byte-level tokenizer can decode a NUL, which PostgreSQL text cannot hold.
     texts = [s.text.replace("\x00", "\ufffd") for s in samples]
     answers = [extract(t) for t in texts]
-    v = vote(answers)
+    return Tally(texts, answers, vote(answers))
+
+
+def vote_record(
+    problem_id: int,
+    pass_index: int,
+    samples: Sequence[Completion],
+    reference: str | None,
+    counted: Tally | None = None,
+) -> VoteRecord:
+    """The vote to store: the :func:`tally` of ``samples`` (``counted`` when already done),
+    rewards for agreement with the label, and grading against ``reference`` for dashboards
+    only. The vote is attributed to the oldest model version among the samples.
+    """
+    counted = counted or tally(samples)
+    texts, answers, v = counted.texts, counted.answers, counted.vote
     return VoteRecord(
         problem_id=problem_id,
         pass_index=pass_index,

@@ -139,7 +139,10 @@ class Service:
                     self._database_back()
                 except OperationalError as exc:
                     # The database went away between batches (claim, update read): nothing
-                    # is in memory; keep the process and retry with backoff.
+                    # is in memory but the pending batch; the other claims are not renewed
+                    # (their leases expire). Keep the process and retry with backoff.
+                    keep = {c.id for c, _ in self.pending[0]} if self.pending else set()
+                    self.in_flight = [i for i in self.in_flight if i in keep]
                     self.stopping.wait(self._database_down(exc, "claiming"))
                     continue
                 sd_notify(status=self._status_line())
@@ -181,11 +184,13 @@ class Service:
             self.watch.stop()
         if isinstance(self.trainer, ranks.MirroredTrainer):
             self.trainer.close()  # the other ranks of the learner leave too
-        self._flush()  # sampled work is written, not dropped (the grace timer bounds it)
-        self.voter.shutdown()
-        released = self._release_in_flight()
-        logger.info("stopped: {} ({} claims released)", self._status_line(), released)
-        self.db.dispose()
+        try:
+            self._flush()  # sampled work is written, not dropped (the grace timer bounds it)
+        finally:
+            self.voter.shutdown(wait=False)
+            released = self._release_in_flight()
+            logger.info("stopped: {} ({} claims released)", self._status_line(), released)
+            self.db.dispose()
 
     def _release_in_flight(self, worker_state: str = "stopped") -> int:
         """Give unfinished claims back to the queue and record the worker's state."""
@@ -331,11 +336,11 @@ class Service:
         if self.pending is None:
             return
         sampled, counting = self.pending
+        self.pending = None  # a tally that failed is not retried forever
         tallies = counting.result()
         records = self._store(
             "the votes of the batch", lambda conn: self._write_votes(conn, sampled, tallies)
         )
-        self.pending = None
         written = {c.id for c, _ in sampled}
         self.in_flight = [i for i in self.in_flight if i not in written]
         for record in records:

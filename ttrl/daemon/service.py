@@ -433,16 +433,18 @@ class Service:
             return False
         min_version = self.version - self.d.max_staleness
         waiting = self._count_waiting(min_version)
-        if self.pending and (
-            waiting + len(self.pending[0]) >= self.d.update_every_groups or self.update_due.is_set()
-        ):
+        if self.pending and self._update_due(waiting + len(self.pending[0])):
             # An update trains on the batch just sampled, as if voting did not overlap.
             self._flush()
             waiting = self._count_waiting(min_version)
-        if waiting and (waiting >= self.d.update_every_groups or self.update_due.is_set()):
+        if self._update_due(waiting):
             self.update(min_version)
             return True
         return False
+
+    def _update_due(self, waiting: int) -> bool:
+        """Every B voted groups, or T seconds after the last update if any group waits."""
+        return waiting > 0 and (waiting >= self.d.update_every_groups or self.update_due.is_set())
 
     def _count_waiting(self, min_version: int) -> int:
         with transaction(self.db, write=False) as conn:

@@ -1,7 +1,9 @@
 """A claiming worker run as its own process by the concurrency and lease tests.
 
 usage: claimer.py DB_URL WORKER_ID OUT_FILE MODE
-MODE drain: claim batches of 32 until the queue is empty; for each claim write a vote row
+MODE drain: create OUT_FILE.ready, wait for a file named "go" next to OUT_FILE (so that all
+  workers start claiming together, not one by one as their interpreters finish starting), then
+  claim batches of 32 until the queue is empty; for each claim write a vote row
   (unique per problem and pass) and complete the pass in the same transaction; append
   "problem_id pass_index" lines to OUT_FILE.
 MODE die: claim 5 problems with a 1 s lease, write their ids to OUT_FILE, then hang
@@ -10,6 +12,7 @@ MODE die: claim 5 problems with a 1 s lease, write their ids to OUT_FILE, then h
 
 import sys
 import time
+from pathlib import Path
 
 from sqlalchemy import insert
 
@@ -19,6 +22,12 @@ from ttrl.db.models import Vote
 
 def drain(url: str, worker: str, out_path: str) -> None:
     engine = make_engine(url)
+    with engine.connect():
+        pass  # connect before the start line
+    Path(out_path + ".ready").touch()
+    go = Path(out_path).with_name("go")
+    while not go.exists():
+        time.sleep(0.01)
     with open(out_path, "w") as out:
         while True:
             with transaction(engine) as conn:

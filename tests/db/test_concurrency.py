@@ -41,6 +41,12 @@ def test_workers_drain_queue_exactly_once_per_pass(
 
     outs = [tmp_path / f"w{i}.txt" for i in range(n_workers)]
     procs = [spawn(url, f"w{i}", out, "drain") for i, out in enumerate(outs)]
+    deadline = time.monotonic() + 120
+    while not all(out.with_name(out.name + ".ready").exists() for out in outs):
+        assert time.monotonic() < deadline, "a claimer never got ready"
+        assert all(p.poll() is None for p in procs), "a claimer died before the start"
+        time.sleep(0.05)
+    (tmp_path / "go").touch()  # all start claiming together
     for p in procs:
         assert p.wait(timeout=240) == 0, "a claimer failed (a duplicate vote raises)"
 

@@ -310,15 +310,23 @@ class Service:
             return list(zip(claimed, out, strict=True))
         except (ValueError, RuntimeError) as exc:
             if len(claimed) == 1:
-                reason = f"generation failed: {exc}"
-                logger.error("problem {}: {}", claimed[0].id, reason)
-                with transaction(self.db) as conn:
-                    queue.fail(
-                        conn, claimed[0].id, self.worker_id, reason, self.cfg.queue.max_attempts
-                    )
-                self.in_flight.remove(claimed[0].id)
+                self._fail(claimed[0].id, f"generation failed: {exc}")
                 return []
         return [pair for c in claimed for pair in self._generate([c])]
+
+    def _fail(self, problem_id: int, reason: str) -> None:
+        """Record a failed attempt (requeued, or failed for good after ``max_attempts``),
+        through database outages. A lease lost meanwhile leaves the problem to its new owner."""
+        logger.error("problem {}: {}", problem_id, reason)
+        max_attempts = self.cfg.queue.max_attempts
+        try:
+            self._store(
+                f"the failure of problem {problem_id}",
+                lambda conn: queue.fail(conn, problem_id, self.worker_id, reason, max_attempts),
+            )
+        except LeaseLost as exc:
+            logger.warning("problem {}: failure not recorded: {}", problem_id, exc)
+        self.in_flight.remove(problem_id)
 
     def _answer(self, claimed: list[ClaimedProblem]) -> None:
         """Sample the batch, write the previous one (its tally ran while this one sampled),

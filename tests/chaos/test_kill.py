@@ -36,8 +36,9 @@ from toy_queue import enqueue_toy
 
 from ttrl.crashpoints import ENV as CRASH_ENV
 from ttrl.crashpoints import POINTS
+from ttrl.daemon import store
 from ttrl.db import make_engine, migrate, transaction
-from ttrl.db.models import ModelVersion, Problem, Rollout, Vote
+from ttrl.db.models import GuardDecision, ModelVersion, Problem, Rollout, Vote
 
 TTRL = str(Path(sys.executable).with_name("ttrl"))
 CYCLES = 20
@@ -46,6 +47,7 @@ PROBLEMS = 32
 PASSES = 2
 LEASE_S = 4.0
 KEEP_CHECKPOINTS = 3
+PROBE_EVERY = 4  # guard.every_updates
 START_TIMEOUT_S = 90.0  # model load on a busy 2-core machine
 CRASH_WAIT_S = 10.0  # a crash point not reached by then: killed anyway, counted as missed
 FINAL_TIMEOUT_S = 120.0
@@ -80,7 +82,7 @@ def write_config(workdir: Path) -> Path:
             "keep_checkpoints": KEEP_CHECKPOINTS,
             "grace_s": 30,
         },
-        "guard": {"probe_prompts": 4, "probe_samples": 2},
+        "guard": {"every_updates": PROBE_EVERY, "probe_prompts": 4, "probe_samples": 2},
     }
     path = workdir / "chaos.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -208,6 +210,9 @@ def check(chaos: Chaos, db_url: str, workdir: Path) -> None:
             conn.execute(select(Rollout.vote_id, func.count()).group_by(Rollout.vote_id)).all()
         )
         versions = conn.execute(select(ModelVersion.__table__).order_by(ModelVersion.version)).all()
+        serving = max((v.version for v in versions if v.status == "active"), default=0)
+        rollback_target = store.best_version(conn, below=serving + 1)  # its checkpoint is kept
+        probed = set(conn.execute(select(GuardDecision.version).distinct()).scalars())
     db.dispose()
 
     by_problem: dict[int, list] = {}
@@ -249,17 +254,24 @@ def check(chaos: Chaos, db_url: str, workdir: Path) -> None:
     assert versions, "no update survived the chaos"
     assert [v.version for v in versions] == list(range(1, len(versions) + 1))
     assert all(0 <= v.parent < v.version for v in versions)
+    # The guard checked every PROBE_EVERY-th version, however often the daemon restarted.
+    due = {v.version for v in versions if v.version % PROBE_EVERY == 0}
+    assert due <= probed, f"versions {sorted(due - probed)} were never probed"
     statuses = [(v.version, v.status) for v in versions]
     assert {s for _, s in statuses} <= {"active", "retired", "rolled_back"}, statuses
     active = [v for v in versions if v.status == "active"]
     assert len(active) == 1, statuses
     if all(s != "rolled_back" for _, s in statuses):
         assert active[0] == versions[-1], statuses
-    # Checkpoints: the newest KEEP_CHECKPOINTS and the active one; beyond those only rolled-back
-    # versions not yet pruned. No temp dir of an interrupted write, no unrecorded version.
+    # Checkpoints: the newest KEEP_CHECKPOINTS, the active one and the guard's rollback target
+    # (the best version it probed and passed: a restart resets the every-N-updates probe count,
+    # so it can be older); beyond those only rolled-back versions not yet pruned. No temp dir
+    # of an interrupted write, no unrecorded version.
     names = {Path(v.path).name: v for v in versions}
     on_disk = {p.name for p in (workdir / "checkpoints").iterdir()}
     wanted = {Path(v.path).name for v in [*versions[-KEEP_CHECKPOINTS:], *active]}
+    if rollback_target:
+        wanted.add(Path(rollback_target[1]).name)
     assert wanted <= on_disk, f"missing checkpoints {sorted(wanted - on_disk)}"
     stray = sorted(
         d for d in on_disk - wanted if d not in names or names[d].status != "rolled_back"

@@ -86,7 +86,9 @@ class GuardConfig(BaseModel):
         description="Action of the vote-share saturation signal alone: a converged model is "
         "also unanimous, so by default it only alerts.",
     )
-    every_updates: int = Field(1, ge=1, description="Probe every k-th new version.")
+    every_updates: int = Field(
+        1, ge=1, description="Probe the new versions numbered a multiple of k (restarts too)."
+    )
     every_s: float | None = Field(
         900.0, gt=0, description="Also probe the serving version this often; None: never."
     )

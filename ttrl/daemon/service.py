@@ -108,7 +108,6 @@ class Service:
         self.best_canary: float | None = None
         self.rollbacks = 0  # consecutive
         self.held = False  # the guard stopped updates
-        self.updates_done = 0
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -512,8 +511,8 @@ class Service:
             self.engine.update_weights(self.trainer.named_tensors(), new_version)
         swap_s = time.perf_counter() - t0
         # The guard probes the new version before it answers anything.
-        self.updates_done += 1
-        probe_now = self.g.enabled and self.updates_done % self.g.every_updates == 0
+        # Versions numbered a multiple of every_updates: a restart neither skips nor delays one.
+        probe_now = self.g.enabled and new_version % self.g.every_updates == 0
         stats = self._probe_stats() if probe_now else None
         decisions = self._check(stats, metrics.kl) if stats else []
         action = guard.verdict(decisions)

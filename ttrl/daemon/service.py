@@ -480,7 +480,7 @@ class Service:
         ]
         groups = [g for g in groups if g.rollouts]
         if self.g.enabled and self.baseline is None:
-            self.baseline = self._probe_stats()  # the serving version, before it changes
+            self.baseline = self._base_probe_stats()
             self.best_canary = self.baseline.canary_pass1 if self.baseline else None
         if self.engine is not None:
             self.engine.sleep()
@@ -585,6 +585,20 @@ class Service:
             logger.error("guard probe failed ({}); this version is not checked", exc)
             return None
         return guard.probe_stats(groups, [ref for _, ref in self.probe])
+
+    def _base_probe_stats(self) -> guard.ProbeStats | None:
+        """The guard's baseline: the base model's samples of the probe, so that a restarted
+        daemon compares its versions with the same model as before, not with the (already
+        sharpened) version it resumed. After a resume the base weights are swapped in for
+        the probe and the trainer's (the serving version's) swapped back."""
+        assert self.engine is not None and self.trainer is not None
+        if self.version == 0:
+            return self._probe_stats()
+        self.engine.load_checkpoint(resolve_model_path(self.cfg.engine.model), 0)  # type: ignore[attr-defined]
+        try:
+            return self._probe_stats()
+        finally:
+            self.engine.update_weights(self.trainer.named_tensors(), self.version)
 
     def _check(self, stats: guard.ProbeStats, kl: float | None) -> list[guard.Decision]:
         if self.baseline is None:

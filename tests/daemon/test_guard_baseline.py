@@ -1,0 +1,70 @@
+"""The guard's baseline is the base model's probe, also after a restart: a daemon that resumes
+a sharpened version must not take that version as its reference (the entropy floor would then
+measure only the sharpening since the restart). In process, on the tiny model."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from sqlalchemy import Engine
+from transformers import AutoModelForCausalLM
+
+from ttrl.config import load_settings
+from ttrl.daemon import guard, store
+from ttrl.daemon.service import Service
+from ttrl.db import queue, transaction
+from ttrl.db.queue import NewProblem
+from ttrl.engines import load_engine, resolve_model_path
+from ttrl.toy.task import generate_problems
+
+
+def sharpened_copy(base: Path, out: Path) -> Path:
+    """The base model with its logits doubled: a version that samples with lower entropy."""
+    shutil.copytree(base, out)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(2.0)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def probe(settings, model_dir: Path, prompts: list[str]) -> guard.ProbeStats:
+    """The probe as the service samples it, by an engine of its own on ``model_dir``."""
+    engine = load_engine(settings.engine.model_copy(update={"model": str(model_dir)}))
+    g = settings.guard
+    sampling = replace(settings.engine.sampling, seed=g.seed, logprobs=True)
+    return guard.probe_stats(engine.generate(prompts, g.probe_samples, sampling), [None] * 4)
+
+
+def test_a_resumed_daemon_compares_with_the_base_model(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        db_url=db_url,
+        daemon={"checkpoint_dir": str(tmp_path / "checkpoints")},
+        guard={"probe_prompts": 4, "probe_samples": 4},
+    )
+    base = resolve_model_path(settings.engine.model)
+    v1 = sharpened_copy(base, tmp_path / "checkpoints" / "v000001")
+    problems = [p.prompt for p in generate_problems(seed=5, count=4)]
+    with transaction(engine) as conn:
+        queue.enqueue(conn, [NewProblem(p) for p in problems])
+        store.add_version(conn, 1, 0, str(v1), {}, "active")
+    prompts = list(reversed(problems))  # the probe takes the newest first
+
+    svc = Service(settings)
+    svc._load_models()  # resumes version 1
+    assert svc.version == 1
+    baseline = svc._base_probe_stats()
+
+    base_stats, v1_stats = probe(settings, base, prompts), probe(settings, v1, prompts)
+    assert v1_stats.nll < 0.8 * base_stats.nll  # the resumed version is much sharper
+    assert baseline == base_stats
+    # ... and the resumed version serves again afterwards, as version 1.
+    assert svc.engine.version == 1
+    assert svc._probe_stats() == v1_stats
+    svc.voter.shutdown()
+    svc.db.dispose()

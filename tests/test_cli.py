@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -64,6 +65,12 @@ def test_enqueue_rejects_whole_file_or_skips_invalid(db_url: str, tmp_path: Path
     assert "inserted 2, already present 0, invalid 2" in r.stdout
     assert count(db_url) == 2
 
+    no_prompt = tmp_path / "no_prompt.csv"
+    no_prompt.write_text("question\n1+1?\n")
+    r = ttrl("enqueue", str(no_prompt), "--skip-invalid", db=db_url)
+    assert r.returncode == 1, r.stderr  # nothing valid: rejected, not "partly inserted"
+    assert "no valid line; nothing was inserted" in r.stderr
+
     good = tmp_path / "good.jsonl"
     good.write_text(GOOD)
     r = ttrl("enqueue", str(good), db=db_url)
@@ -99,6 +106,10 @@ def test_db_upgrade_current_downgrade(db_url: str) -> None:
     assert f"current: {head}  head: {head}" in ttrl("db", "current", db=db_url).stdout
     r = ttrl("db", "downgrade", "base", db=db_url)
     assert r.returncode == 0 and "base (empty)" in r.stdout
+    for args in (["upgrade", "nosuch"], ["downgrade", head]):  # unknown; not below the current
+        r = ttrl("db", *args, db=db_url)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert f"cannot migrate to '{args[1]}'" in r.stderr and "Use head, base" in r.stderr
 
 
 def test_default_database_is_a_sqlite_file_in_the_working_directory(tmp_path: Path) -> None:
@@ -163,3 +174,11 @@ def test_serve_with_wrong_config_types_exits_78_naming_each_key(tmp_path: Path) 
     assert "rl.lr: Input should be a valid number" in r.stderr and str(bad) in r.stderr
     env_bad = ttrl("serve", db="sqlite:///x.db", env={"TTRL_QUEUE__LEASE_S": "abc"})
     assert env_bad.returncode == 78 and "queue.lease_s" in env_bad.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
+def test_serve_with_vllm_on_a_host_without_it_exits_78(fresh_sqlite_url: str) -> None:
+    assert ttrl("db", "upgrade", db=fresh_sqlite_url).returncode == 0
+    r = ttrl("serve", db=fresh_sqlite_url, env={"TTRL_ENGINE__KIND": "vllm"})
+    assert r.returncode == 78, r.stderr
+    assert "engine.kind='vllm' needs vLLM" in r.stderr and "Traceback" not in r.stderr

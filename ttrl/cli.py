@@ -98,8 +98,9 @@ def enqueue(
     db: DbOpt = None,
 ) -> None:
     """Add problems to the queue. Fields: prompt (required), id, reference_answer, batch,
-    passes, priority, meta. Exit 0: all inserted; 1: file rejected, nothing inserted;
-    3: --skip-invalid inserted the valid lines and skipped some."""
+    passes, priority, meta. Exit 0: all inserted; 1: file rejected, nothing inserted (also
+    under --skip-invalid when no line is valid); 3: --skip-invalid inserted the valid lines
+    and skipped some."""
     cfg = settings(config, db)
     if batch is not None:
         cfg.intake.default_batch = batch
@@ -117,6 +118,8 @@ def enqueue(
             "or pass --skip-invalid to insert the valid lines only.",
             EXIT_REJECTED,
         )
+    if parsed.errors and not parsed.problems:
+        raise fail(f"{name}: no valid line; nothing was inserted. Fix the file.", EXIT_REJECTED)
     with database(cfg) as engine, transaction(engine) as conn:
         result = queue.enqueue(conn, parsed.problems)
     out.print(
@@ -197,6 +200,7 @@ def serve(
         SchemaOutOfDate,
         FileNotFoundError,
         ModelFilesError,
+        ImportError,  # engine.kind vllm on a host without vLLM
     ) as exc:
         # systemd does not restart on this code (RestartPreventExitStatus): a restart
         # cannot fix a configuration.

@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from ttrl.config import ConfigError, Settings, load_settings
 from ttrl.db import make_engine, migrate
-from ttrl.db.migrate import SchemaOutOfDate
+from ttrl.db.migrate import MigrationRefused, SchemaOutOfDate
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -79,7 +79,7 @@ def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
         if require_schema:
             migrate.require_head(engine)
         yield engine
-    except SchemaOutOfDate as exc:
+    except (SchemaOutOfDate, MigrationRefused) as exc:
         raise fail(str(exc)) from None
     except OperationalError as exc:
         raise fail(f"cannot use database {url}: {exc.orig}") from None

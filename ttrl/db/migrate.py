@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
 
@@ -17,20 +19,33 @@ def _alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+class MigrationRefused(ValueError):
+    """A revision alembic cannot find or reach from where the schema is; the message lists
+    the shipped revisions."""
+
+
+def _run(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
+    cfg = _alembic_config(engine)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+    except CommandError as exc:  # unknown, or e.g. a downgrade "to" a revision above
+        shipped = [r.revision for r in ScriptDirectory.from_config(cfg).walk_revisions()]
+        raise MigrationRefused(
+            f"cannot migrate to {revision!r}: {exc}. Use head, base or one of "
+            f"{', '.join(reversed(shipped))}; `ttrl db current` shows where the database is"
+        ) from None
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema up to ``revision`` (default: the newest)."""
-    cfg = _alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    _run(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the schema down to ``revision`` (``base`` drops everything ttrl made)."""
-    cfg = _alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+    _run(engine, command.downgrade, revision)
 
 
 def current(engine: Engine) -> str | None:

@@ -231,7 +231,7 @@ def demo(
     import json
     import tempfile
 
-    from ttrl.daemon.demo import run_demo
+    from ttrl.daemon.demo import EVAL_SAMPLES, run_demo
     from ttrl.daemon.health import setup_logging
     from ttrl.dashboards.plot import plot_history, version_history
 
@@ -260,9 +260,21 @@ def demo(
                 ),
             )
         out.print(table)
+        out.print(before_after_table(result, problems, EVAL_SAMPLES))
         plot_path = plot_history(history, (workdir or Path.cwd()) / "ttrl-demo.png")
         out.print(f"plot: {plot_path}" + (f"; database: {where / 'ttrl.db'}" if workdir else ""))
     out.print(json.dumps(result), soft_wrap=True, highlight=False)
+
+
+def before_after_table(result: dict, problems: int, samples: int) -> Table:
+    """The demo's figures, base model against the last version, on the same problems."""
+    table = Table(title=f"the {problems} problems, base model -> version {result['versions']}")
+    for col in ("", "before", "after", "change"):
+        table.add_column(col, justify="right")
+    for name, key in (("pass@1", "pass1"), (f"maj@{samples}", "maj"), ("greedy", "greedy")):
+        before, after = result[f"{key}_before"], result[f"{key}_after"]
+        table.add_row(name, f"{before:.3f}", f"{after:.3f}", f"{after - before:+.3f}")
+    return table
 
 
 def main() -> None:

@@ -40,6 +40,9 @@ def test_demo_reports_before_after_and_plots(tmp_path: Path) -> None:
     assert all(0.0 <= summary[k] <= 1.0 for k in rates)
     assert summary["seconds"] >= 15  # the loop ran for its budget
     assert "votes by model version" in r.stdout
+    assert f"the 8 problems, base model -> version {summary['versions']}" in r.stdout
+    change = summary["pass1_after"] - summary["pass1_before"]
+    assert f"{summary['pass1_before']:.3f}" in r.stdout and f"{change:+.3f}" in r.stdout
     png = workdir / "ttrl-demo.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (workdir / "ttrl.db").exists()

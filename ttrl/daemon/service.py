@@ -444,7 +444,7 @@ class Service:
             # An update trains on the batch just sampled, as if voting did not overlap.
             self._flush()
             waiting = self._count_waiting(min_version)
-        if self._update_due(waiting):
+        if self._update_due(waiting) and not self.stopping.is_set():  # a stop during the flush
             self.update(min_version)
             return True
         return False

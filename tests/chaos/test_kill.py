@@ -264,8 +264,8 @@ def check(chaos: Chaos, db_url: str, workdir: Path) -> None:
     if all(s != "rolled_back" for _, s in statuses):
         assert active[0] == versions[-1], statuses
     # Checkpoints: the newest KEEP_CHECKPOINTS, the active one and the guard's rollback target
-    # (the best version it probed and passed: a restart resets the every-N-updates probe count,
-    # so it can be older); beyond those only rolled-back versions not yet pruned. No temp dir
+    # (the best version it probed and passed, which can be older than the newest
+    # KEEP_CHECKPOINTS); beyond those only rolled-back versions not yet pruned. No temp dir
     # of an interrupted write, no unrecorded version.
     names = {Path(v.path).name: v for v in versions}
     on_disk = {p.name for p in (workdir / "checkpoints").iterdir()}

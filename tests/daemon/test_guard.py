@@ -111,7 +111,8 @@ def test_without_logprobs_the_entropy_signal_is_not_checked() -> None:
 @pytest.mark.slow
 def test_a_destructive_update_is_caught_and_rolled_back(db_url: str, tmp_path: Path) -> None:
     """Learning rate x1000 (0.1 instead of 1e-4): the first update wrecks the model, the
-    guard sees the canaries fail and rolls back; after max_rollbacks it holds."""
+    guard sees the canaries fail and rolls back; after max_rollbacks it holds. Restarted
+    with a sane learning rate, it numbers new versions after the rolled-back ones."""
     cfg = {
         "engine": {"sampling": {"max_new_tokens": 64}},
         "rl": {**PLAIN_RL, "lr": 0.1},
@@ -166,3 +167,16 @@ def test_a_destructive_update_is_caught_and_rolled_back(db_url: str, tmp_path: P
     assert canary_before >= 0.6 and all(c <= canary_before - 0.3 for c in canary_after)
     assert "serving version 0 again" in output and "updates held at version 0" in output
     assert sum(canary_votes) > 0  # canaries are voted on like any problem
+
+    # Restarted with a sane learning rate, it trains on from the base (the active version)
+    # and numbers the new version after the recorded ones, not into them.
+    config.write_text(yaml.safe_dump({**cfg, "rl": {**PLAIN_RL, "lr": 1e-4}}))
+    output = serve_until(
+        config, env, tmp_path / "restart.log", lambda log: "version 3:" in log, 300
+    )
+    assert "Traceback" not in output
+    db = make_engine(db_url)
+    with transaction(db, write=False) as conn:
+        third = conn.execute(select(ModelVersion.__table__).where(ModelVersion.version == 3)).one()
+    db.dispose()
+    assert third.parent == 0  # trained from the base, the active version

@@ -39,32 +39,54 @@ def probe(settings, model_dir: Path, prompts: list[str]) -> guard.ProbeStats:
     return guard.probe_stats(engine.generate(prompts, g.probe_samples, sampling), [None] * 4)
 
 
-def test_a_resumed_daemon_compares_with_the_base_model(
-    engine: Engine, db_url: str, tmp_path: Path
-) -> None:
+def resumed_service(engine: Engine, db_url: str, tmp_path: Path):
+    """A service resumed at version 1, a sharpened copy of its base (itself a copy of the
+    tiny model under tmp_path/base); returns it with the probe's prompts."""
+    base = shutil.copytree(resolve_model_path("builtin:tiny"), tmp_path / "base")
     settings = load_settings(
         db_url=db_url,
+        engine={"model": str(base)},
         daemon={"checkpoint_dir": str(tmp_path / "checkpoints")},
         guard={"probe_prompts": 4, "probe_samples": 4},
     )
-    base = resolve_model_path(settings.engine.model)
     v1 = sharpened_copy(base, tmp_path / "checkpoints" / "v000001")
     problems = [p.prompt for p in generate_problems(seed=5, count=4)]
     with transaction(engine) as conn:
         queue.enqueue(conn, [NewProblem(p) for p in problems])
         store.add_version(conn, 1, 0, str(v1), {}, "active")
-    prompts = list(reversed(problems))  # the probe takes the newest first
-
     svc = Service(settings)
-    svc._load_models()  # resumes version 1
+    svc._load_models()
     assert svc.version == 1
+    return svc, list(reversed(problems))  # the probe takes the newest first
+
+
+def test_a_resumed_daemon_compares_with_the_base_model(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    svc, prompts = resumed_service(engine, db_url, tmp_path)
     baseline = svc._base_probe_stats()
 
-    base_stats, v1_stats = probe(settings, base, prompts), probe(settings, v1, prompts)
+    base_stats = probe(svc.cfg, tmp_path / "base", prompts)
+    v1_stats = probe(svc.cfg, tmp_path / "checkpoints" / "v000001", prompts)
     assert v1_stats.nll < 0.8 * base_stats.nll  # the resumed version is much sharper
     assert baseline == base_stats
     # ... and the resumed version serves again afterwards, as version 1.
     assert svc.engine.version == 1
     assert svc._probe_stats() == v1_stats
+    svc.voter.shutdown()
+    svc.db.dispose()
+
+
+def test_unreadable_base_files_leave_the_serving_version_as_the_baseline(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    svc, prompts = resumed_service(engine, db_url, tmp_path)
+    weights = tmp_path / "base" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+
+    baseline = svc._base_probe_stats()
+
+    assert baseline == probe(svc.cfg, tmp_path / "checkpoints" / "v000001", prompts)
+    assert svc.engine.version == 1 and svc._probe_stats() == baseline
     svc.voter.shutdown()
     svc.db.dispose()

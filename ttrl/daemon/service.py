@@ -247,6 +247,7 @@ class Service:
         base = resolve_model_path(self.cfg.engine.model)
         with transaction(self.db, write=False) as conn:
             newest = store.newest_active_version(conn)
+            numbered = store.newest_version_number(conn)
         model_dir = base
         if newest:
             if not (newest[1] and (Path(newest[1]) / "config.json").is_file()):
@@ -263,7 +264,10 @@ class Service:
                 self.cfg.engine.model_copy(update={"model": str(model_dir)}), self.version
             )
         if self.trains:
-            self.trainer = self._make_trainer(model_dir, self.version)
+            # New versions are numbered after every recorded one: after a rollback the
+            # active version is not the newest number (the rolled-back one and any retired
+            # in between are), as in :meth:`_roll_back`.
+            self.trainer = self._make_trainer(model_dir, numbered)
         logger.info("model {} at version {}", model_dir, self.version)
 
     def _make_trainer(self, model_dir: Path, version: int) -> Any:
@@ -558,7 +562,8 @@ class Service:
         m.MODEL_VERSION.set(new_version)
         if stats is not None and stats.canary_pass1 is not None:
             self.best_canary = max(self.best_canary or 0.0, stats.canary_pass1)
-        self.rollbacks = 0
+        if stats is not None:  # "in a row" counts probed versions: unchecked ones pass nothing
+            self.rollbacks = 0
         if action == "hold":
             self._hold(new_version)
         self._prune_checkpoints()
@@ -569,12 +574,7 @@ class Service:
         """Sample the guard's probe with the serving weights; None when there is nothing to
         probe yet or sampling failed (the check is then skipped, and logged)."""
         assert self.engine is not None
-        if not self.probe:
-            with transaction(self.db, write=False) as conn:
-                self.probe = store.probe_prompts(
-                    conn, self.g.canary_batches, self.g.max_canaries, self.g.probe_prompts
-                )
-        if not self.probe:
+        if not self._probe_chosen():
             return None
         sampling = replace(self.cfg.engine.sampling, seed=self.g.seed, logprobs=True)
         try:
@@ -586,19 +586,39 @@ class Service:
             return None
         return guard.probe_stats(groups, [ref for _, ref in self.probe])
 
+    def _probe_chosen(self) -> bool:
+        """Choose the probe once (canaries, then the newest problems); False while there
+        is nothing to probe."""
+        if not self.probe:
+            with transaction(self.db, write=False) as conn:
+                self.probe = store.probe_prompts(
+                    conn, self.g.canary_batches, self.g.max_canaries, self.g.probe_prompts
+                )
+        return bool(self.probe)
+
     def _base_probe_stats(self) -> guard.ProbeStats | None:
         """The guard's baseline: the base model's samples of the probe, so that a restarted
         daemon compares its versions with the same model as before, not with the (already
         sharpened) version it resumed. After a resume the base weights are swapped in for
-        the probe and the trainer's (the serving version's) swapped back."""
+        the probe and the trainer's (the serving version's) swapped back; base files that
+        cannot be read leave the serving version as the baseline (logged)."""
         assert self.engine is not None and self.trainer is not None
-        if self.version == 0:
+        if self.version == 0 or not self._probe_chosen():
             return self._probe_stats()
-        self.engine.load_checkpoint(resolve_model_path(self.cfg.engine.model), 0)  # type: ignore[attr-defined]
+        base = resolve_model_path(self.cfg.engine.model)
         try:
+            self.engine.load_checkpoint(base, 0)  # type: ignore[attr-defined]
             return self._probe_stats()
-        finally:
+        except (OSError, ValueError) as exc:  # ModelFilesError is a ValueError
+            logger.error(
+                "guard: cannot load the base model {} ({}); baseline is version {}",
+                base,
+                exc,
+                self.version,
+            )
+        finally:  # also after a partial load (vLLM streams the files in)
             self.engine.update_weights(self.trainer.named_tensors(), self.version)
+        return self._probe_stats()
 
     def _check(self, stats: guard.ProbeStats, kl: float | None) -> list[guard.Decision]:
         if self.baseline is None:

@@ -171,7 +171,7 @@ def serve(
     from ttrl.daemon import ranks
     from ttrl.daemon.health import setup_logging
     from ttrl.daemon.service import MissingCheckpoint, Service, build_trainer
-    from ttrl.engines import ModelFilesError
+    from ttrl.engines import EngineUnavailable, ModelFilesError
 
     setup_logging()
     rank, world = ranks.world()
@@ -200,7 +200,7 @@ def serve(
         SchemaOutOfDate,
         FileNotFoundError,
         ModelFilesError,
-        ImportError,  # engine.kind vllm on a host without vLLM
+        EngineUnavailable,  # engine.kind vllm on a host without vLLM
     ) as exc:
         # systemd does not restart on this code (RestartPreventExitStatus): a restart
         # cannot fix a configuration.

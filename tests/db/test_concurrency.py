@@ -41,14 +41,19 @@ def test_workers_drain_queue_exactly_once_per_pass(
 
     outs = [tmp_path / f"w{i}.txt" for i in range(n_workers)]
     procs = [spawn(url, f"w{i}", out, "drain") for i, out in enumerate(outs)]
-    deadline = time.monotonic() + 120
-    while not all(out.with_name(out.name + ".ready").exists() for out in outs):
-        assert time.monotonic() < deadline, "a claimer never got ready"
-        assert all(p.poll() is None for p in procs), "a claimer died before the start"
-        time.sleep(0.05)
-    (tmp_path / "go").touch()  # all start claiming together
-    for p in procs:
-        assert p.wait(timeout=240) == 0, "a claimer failed (a duplicate vote raises)"
+    try:
+        deadline = time.monotonic() + 120
+        while not all(out.with_name(out.name + ".ready").exists() for out in outs):
+            assert time.monotonic() < deadline, "a claimer never got ready"
+            assert all(p.poll() is None for p in procs), "a claimer died before the start"
+            time.sleep(0.05)
+        (tmp_path / "go").touch()  # all start claiming together
+        for p in procs:
+            assert p.wait(timeout=240) == 0, "a claimer failed (a duplicate vote raises)"
+    finally:
+        for p in procs:  # none left waiting for the start (or holding the database)
+            p.kill()
+            p.wait()
 
     claims = Counter(line for out in outs for line in out.read_text().splitlines())
     assert len(claims) == N_PROBLEMS * PASSES, "some (problem, pass) was never claimed"

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ttrl.engines.base import Completion, Engine, FinishReason, SamplingParams, WeightUpdateError
+from ttrl.engines.base import (
+    Completion,
+    Engine,
+    EngineUnavailable,
+    FinishReason,
+    SamplingParams,
+    WeightUpdateError,
+)
 from ttrl.engines.config import EngineConfig, VLLMOptions
 from ttrl.engines.model_files import ModelFilesError
 from ttrl.engines.paths import resolve_model_path
@@ -21,6 +28,7 @@ __all__ = [
     "Completion",
     "Engine",
     "EngineConfig",
+    "EngineUnavailable",
     "FinishReason",
     "HFEngine",
     "ModelFilesError",

@@ -22,6 +22,10 @@ class WeightUpdateError(ValueError):
     """New weights were refused; the engine still serves the previous version."""
 
 
+class EngineUnavailable(ImportError):
+    """The configured engine's library is not installed here (vLLM on a CPU host)."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to sample completions.

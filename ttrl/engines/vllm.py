@@ -30,7 +30,7 @@ import torch
 from loguru import logger
 from transformers import GenerationConfig
 
-from ttrl.engines.base import Completion, SamplingParams
+from ttrl.engines.base import Completion, EngineUnavailable, SamplingParams
 from ttrl.engines.config import EngineConfig, VLLMOptions
 from ttrl.engines.model_files import check_model_dir
 from ttrl.engines.paths import resolve_model_path
@@ -50,12 +50,12 @@ def import_vllm() -> Any:
     """Import vllm, or explain how to get it; warn when its version is not the target.
 
     Raises:
-        ImportError: vllm is not installed.
+        EngineUnavailable: vllm is not installed.
     """
     try:
         import vllm
     except ImportError as error:
-        raise ImportError(
+        raise EngineUnavailable(
             "engine.kind='vllm' needs vLLM, which runs on CUDA hosts only: "
             "pip install 'ttrl[vllm]' there, or use engine.kind='hf'"
         ) from error

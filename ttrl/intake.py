@@ -188,6 +188,11 @@ def _loads(text: str) -> Any:
                 f"raw control character {char!r} inside a string at column {exc.colno}; "
                 "escape it (e.g. \\t, \\u0001) or remove it"
             ) from None
+        if not text[exc.pos :].strip():
+            raise InvalidRecord(
+                f"malformed JSON: {exc.msg} at the end of the line; a closing bracket, brace "
+                "or quote is missing"
+            ) from None
         raise InvalidRecord(f"malformed JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise InvalidRecord("JSON nested too deeply") from None
@@ -226,7 +231,9 @@ def _meta(record: dict[str, Any]) -> dict[str, Any] | None:
         try:
             value = _loads(value)
         except InvalidRecord as exc:
-            raise InvalidRecord(f"field 'meta': {exc}") from None
+            raise InvalidRecord(
+                f"field 'meta' must be a JSON object (in CSV: its JSON text); {exc}"
+            ) from None
     if not isinstance(value, dict):
         raise InvalidRecord(f"field 'meta' must be a JSON object, not {_kind(value)}")
     return value

@@ -174,6 +174,8 @@ def test_serve_with_wrong_config_types_exits_78_naming_each_key(tmp_path: Path) 
     assert "rl.lr: Input should be a valid number" in r.stderr and str(bad) in r.stderr
     env_bad = ttrl("serve", db="sqlite:///x.db", env={"TTRL_QUEUE__LEASE_S": "abc"})
     assert env_bad.returncode == 78 and "queue.lease_s" in env_bad.stderr
+    assert "set by TTRL_QUEUE__LEASE_S" in env_bad.stderr  # which variable to fix
+    assert "set by" not in r.stderr  # those came from the file
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")

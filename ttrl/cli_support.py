@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,11 +53,14 @@ def settings(config: Path | None, db: str | None, code: int = EXIT_USAGE) -> Set
 
 def describe_invalid(exc: ValidationError, config: Path | None) -> str:
     """``key: what is wrong (got value)`` per error, and where values come from."""
-    lines = [
-        f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']} "
-        f"(got {e['input']!r:.80})"
-        for e in exc.errors()
-    ]
+    env = {name.upper() for name in os.environ}
+    lines = []
+    for e in exc.errors():
+        variable = "TTRL_" + "__".join(str(p) for p in e["loc"]).upper()
+        lines.append(
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']} "
+            f"(got {e['input']!r:.80})" + (f", set by {variable}" if variable in env else "")
+        )
     source = f"{config}, " if config else ""
     return (
         f"invalid configuration ({source}TTRL_* environment variables or the defaults):\n"

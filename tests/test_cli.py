@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from ttrl.daemon import store
 from ttrl.db import make_engine, migrate, transaction
 from ttrl.db.models import Problem
 
@@ -184,3 +185,21 @@ def test_serve_with_vllm_on_a_host_without_it_exits_78(fresh_sqlite_url: str) ->
     r = ttrl("serve", db=fresh_sqlite_url, env={"TTRL_ENGINE__KIND": "vllm"})
     assert r.returncode == 78, r.stderr
     assert "engine.kind='vllm' needs vLLM" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_status_into_a_pipe_is_not_squeezed_into_80_columns(fresh_sqlite_url: str) -> None:
+    assert ttrl("db", "upgrade", db=fresh_sqlite_url).returncode == 0
+    engine = make_engine(fresh_sqlite_url)
+    with transaction(engine) as conn:
+        store.add_version(conn, 1, 0, "/v1", {"train_s": 75.123, "swap_s": 0.25}, "active")
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run(
+        [TTRL, "status"],
+        env={**env, "TTRL_DB_URL": fresh_sqlite_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "tokens/rollout" in r.stdout and "75.1s" in r.stdout and "…" not in r.stdout

@@ -18,8 +18,18 @@ from ttrl.config import ConfigError, Settings, load_settings
 from ttrl.db import make_engine, migrate
 from ttrl.db.migrate import MigrationRefused, SchemaOutOfDate
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+PIPED_WIDTH = 200  # tables written to a file or a pipe are not squeezed into 80 columns
+
+
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,

@@ -89,6 +89,13 @@ def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
             "postgresql://USER@HOST:PORT/DB"
         ) from None
     url = engine.url.render_as_string(hide_password=True)
+    file = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if require_schema and file and file != ":memory:" and not Path(file).exists():
+        engine.dispose()  # connecting would create an empty file
+        raise fail(
+            f"no database file {Path(file).resolve()}: run `ttrl db upgrade` with the same "
+            "--db / TTRL_DB_URL to create it"
+        )
     try:
         if require_schema:
             migrate.require_head(engine)

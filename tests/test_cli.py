@@ -93,10 +93,11 @@ def test_commands_on_an_unmigrated_database_say_what_to_do(
 ) -> None:
     f = tmp_path / "p.jsonl"
     f.write_text(GOOD)
-    r = ttrl("enqueue", str(f), db=fresh_sqlite_url)
-    assert r.returncode == 2
-    assert "no database file" in r.stderr and "run `ttrl db upgrade`" in r.stderr
-    assert not Path(fresh_sqlite_url.removeprefix("sqlite:///")).exists()  # none left behind
+    for args in (["enqueue", str(f)], ["db", "current"], ["db", "downgrade", "base"]):
+        r = ttrl(*args, db=fresh_sqlite_url)
+        assert r.returncode == 2
+        assert "no database file" in r.stderr and "run `ttrl db upgrade`" in r.stderr
+        assert not Path(fresh_sqlite_url.removeprefix("sqlite:///")).exists()  # none made
     make_engine(fresh_sqlite_url).connect().close()  # an empty file: not migrated
     r = ttrl("enqueue", str(f), db=fresh_sqlite_url)
     assert r.returncode == 2

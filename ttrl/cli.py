@@ -58,7 +58,7 @@ def db_upgrade(
     db: DbOpt = None,
 ) -> None:
     """Create or migrate the schema (SQLite or PostgreSQL)."""
-    with database(settings(config, db), require_schema=False) as engine:
+    with database(settings(config, db), require_schema=False, create=True) as engine:
         migrate.upgrade(engine, revision)
         out.print(f"schema at revision {migrate.current(engine)}")
 

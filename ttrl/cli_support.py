@@ -79,8 +79,11 @@ def describe_invalid(exc: ValidationError, config: Path | None) -> str:
 
 
 @contextmanager
-def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
-    """An engine for the configured database, with outages and old schemas said plainly."""
+def database(
+    cfg: Settings, *, require_schema: bool = True, create: bool = False
+) -> Iterator[Engine]:
+    """An engine for the configured database, with outages and old schemas said plainly.
+    A SQLite file that does not exist is created only with ``create``."""
     try:
         engine = make_engine(cfg.db_url)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -90,7 +93,7 @@ def database(cfg: Settings, *, require_schema: bool = True) -> Iterator[Engine]:
         ) from None
     url = engine.url.render_as_string(hide_password=True)
     file = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
-    if require_schema and file and file != ":memory:" and not Path(file).exists():
+    if not create and file and file != ":memory:" and not Path(file).exists():
         engine.dispose()  # connecting would create an empty file
         raise fail(
             f"no database file {Path(file).resolve()}: run `ttrl db upgrade` with the same "

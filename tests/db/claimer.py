@@ -3,9 +3,9 @@
 usage: claimer.py DB_URL WORKER_ID OUT_FILE MODE
 MODE drain: create OUT_FILE.ready, wait for a file named "go" next to OUT_FILE (so that all
   workers start claiming together, not one by one as their interpreters finish starting), then
-  claim batches of 32 until the queue is empty; for each claim write a vote row
-  (unique per problem and pass) and complete the pass in the same transaction; append
-  "problem_id pass_index" lines to OUT_FILE.
+  claim batches of 32 until the queue is empty, pausing SAMPLING_S after each; for each
+  claim write a vote row (unique per problem and pass) and complete the pass in the same
+  transaction; append "problem_id pass_index" lines to OUT_FILE.
 MODE die: claim 5 problems with a 1 s lease, write their ids to OUT_FILE, then hang
   (the test kills it; it never renews).
 """
@@ -18,6 +18,8 @@ from sqlalchemy import insert
 
 from ttrl.db import make_engine, queue, transaction, utcnow
 from ttrl.db.models import Vote
+
+SAMPLING_S = 0.01
 
 
 def drain(url: str, worker: str, out_path: str) -> None:
@@ -56,6 +58,10 @@ def drain(url: str, worker: str, out_path: str) -> None:
                 for c in claimed:
                     queue.complete_pass(conn, c.id, worker, answer=worker, share=1.0, version=0)
             out.write("".join(f"{c.id} {c.passes_done}\n" for c in claimed))
+            # A real worker samples for seconds between claims. With no pause at all, SQLite's
+            # busy handler (waiters poll, the holder re-locks at once) let one process keep the
+            # write lock for the whole drain (seen in CI: the others claimed nothing).
+            time.sleep(SAMPLING_S)
 
 
 def die(url: str, worker: str, out_path: str) -> None:

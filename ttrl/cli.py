@@ -23,7 +23,7 @@ from ttrl.cli_support import (
     out,
     settings,
 )
-from ttrl.config import ConfigError
+from ttrl.config import ConfigError, masked
 from ttrl.dashboards.cli import answers_command, plot_command, status_tables
 from ttrl.db import make_engine, migrate, queue, transaction
 from ttrl.db.migrate import SchemaOutOfDate
@@ -48,7 +48,7 @@ app.command("plot")(plot_command)
 def config_show(config: ConfigOpt = None, db: DbOpt = None) -> None:
     """Print the effective configuration (files, environment and options applied)."""
     cfg = settings(config, db)
-    out.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+    out.print(yaml.safe_dump(masked(cfg), sort_keys=False), end="", highlight=False, markup=False)
 
 
 @db_app.command("upgrade")
@@ -150,6 +150,33 @@ def status(config: ConfigOpt = None, db: DbOpt = None) -> None:
         out.print(table)
 
 
+@app.command("requeue")
+def requeue(
+    status: Annotated[
+        str, typer.Option(help="failed (a fresh set of attempts) or done (one more pass).")
+    ] = "failed",
+    batch: Annotated[str | None, typer.Option(help="Only problems of this batch.")] = None,
+    error: Annotated[
+        str | None, typer.Option(help="Only problems whose last error contains this text.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be requeued; change nothing.")
+    ] = False,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """The operator's retry: put failed (or done) problems back in the queue, e.g. after
+    fixing what failed them: ttrl requeue --batch aime24 --error "generation failed"."""
+    if status not in queue.REQUEUABLE:
+        raise fail(f"--status must be one of {', '.join(queue.REQUEUABLE)}, not {status!r}")
+    cfg = settings(config, db)
+    with database(cfg) as engine, transaction(engine, write=not dry_run) as conn:
+        n = queue.requeue(conn, status, batch=batch, error=error, dry_run=dry_run)
+    what = f"{status} problem(s)" + (f" of batch {batch!r}" if batch is not None else "")
+    what += f" whose last error contains {error!r}" if error is not None else ""
+    out.print(f"{'would requeue' if dry_run else 'requeued'} {n} {what}", highlight=False)
+
+
 @app.command("serve")
 def serve(
     config: ConfigOpt = None,
@@ -170,7 +197,7 @@ def serve(
         cfg = cfg.model_copy(update={"daemon": cfg.daemon.model_copy(update={"role": role})})
     from ttrl.daemon import ranks
     from ttrl.daemon.health import setup_logging
-    from ttrl.daemon.service import MissingCheckpoint, Service, build_trainer
+    from ttrl.daemon.service import LineageMismatch, MissingCheckpoint, Service, build_trainer
     from ttrl.engines import EngineUnavailable, ModelFilesError
 
     setup_logging()
@@ -197,6 +224,7 @@ def serve(
     except (
         ConfigError,
         MissingCheckpoint,
+        LineageMismatch,
         SchemaOutOfDate,
         FileNotFoundError,
         ModelFilesError,

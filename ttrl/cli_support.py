@@ -43,6 +43,7 @@ DbOpt = Annotated[
 # Exit codes of `ttrl enqueue`, documented in the README.
 EXIT_REJECTED, EXIT_USAGE, EXIT_PARTIAL = 1, 2, 3  # 0: all inserted
 EXIT_CONFIG = 78  # EX_CONFIG of sysexits.h: `ttrl serve` cannot start with this configuration
+# `ttrl serve` after the engine circuit breaker tripped: ttrl.daemon.service.EXIT_ENGINE_FAILURE
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -85,7 +86,7 @@ def database(
     """An engine for the configured database, with outages and old schemas said plainly.
     A SQLite file that does not exist is created only with ``create``."""
     try:
-        engine = make_engine(cfg.db_url)
+        engine = make_engine(cfg.db_url, cfg.database)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
         raise fail(
             f"unusable database URL: {exc}; expected sqlite:///FILE or "
@@ -106,7 +107,13 @@ def database(
     except (SchemaOutOfDate, MigrationRefused) as exc:
         raise fail(str(exc)) from None
     except OperationalError as exc:
-        raise fail(f"cannot use database {url}: {exc.orig}") from None
+        reason = str(exc.orig).strip()
+        if "timeout" in reason.lower() and "statement" not in reason.lower():
+            reason += (
+                f" (no answer within database.connect_timeout_s="
+                f"{cfg.database.connect_timeout_s}s: is the server up and reachable?)"
+            )
+        raise fail(f"cannot use database {url}: {reason}") from None
     except DBAPIError as exc:
         # e.g. a value the database refuses: say which, without dumping the statement
         raise fail(f"database {url} refused the write: {exc.orig}") from None

@@ -8,6 +8,8 @@ only names what it changes.
 
 from __future__ import annotations
 
+import difflib
+import os
 from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
@@ -24,6 +26,7 @@ from pydantic_settings import (
 
 from ttrl.answers.config import AnswersConfig
 from ttrl.daemon.config import DaemonConfig, GuardConfig
+from ttrl.db.config import DatabaseConfig
 from ttrl.engines.config import EngineConfig
 from ttrl.rl.config import RLConfig
 
@@ -57,6 +60,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TTRL_", env_nested_delimiter="__", extra="forbid")
 
     db_url: str = DEFAULT_DB_URL
+    database: DatabaseConfig = DatabaseConfig()
     queue: QueueConfig = QueueConfig()
     intake: IntakeConfig = IntakeConfig()
     answers: AnswersConfig = AnswersConfig()
@@ -131,9 +135,82 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     ``overrides`` with value ``None`` are ignored, so CLI options can be passed straight through.
     """
+    check_environment()
     files = (default_config_path(),) + ((Path(config_file),) if config_file else ())
     token = _yaml_files.set(files)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     finally:
         _yaml_files.reset(token)
+
+
+ENV_PREFIX = "TTRL_"
+# TTRL_* names that are not settings: fault injection (ttrl.crashpoints), the test suite's
+# and the benchmarks' own variables.
+OTHER_ENV_NAMES = frozenset({"TTRL_CRASH_AT"})
+OTHER_ENV_PREFIXES = ("TTRL_TEST_", "TTRL_BENCH_")
+
+
+def check_environment(environ: dict[str, str] | None = None) -> None:
+    """Refuse ``TTRL_*`` variables that name no setting (``TTRL_DEAMON__VOTES``,
+    ``TTRL_DB_ULR``): pydantic-settings would ignore them and the defaults would run.
+    Names below a known section are checked by the section itself (``extra="forbid"``)."""
+    environ = os.environ if environ is None else environ
+    fields = {name.upper() for name in Settings.model_fields}
+    unknown = []
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in OTHER_ENV_NAMES:
+            continue
+        if upper.startswith(OTHER_ENV_PREFIXES):
+            continue
+        top, _, rest = upper[len(ENV_PREFIX) :].partition("__")
+        if top in fields:
+            continue
+        guess = difflib.get_close_matches(top, fields, n=1, cutoff=0.6)
+        hint = (
+            f"; did you mean {ENV_PREFIX}{guess[0]}{'__' + rest if rest else ''}?" if guess else ""
+        )
+        unknown.append(f"{name}{hint}")
+    if unknown:
+        known = ", ".join(f"{ENV_PREFIX}{f}" for f in sorted(fields))
+        raise ConfigError(
+            "unknown TTRL_ environment variable(s): "
+            + "; ".join(unknown)
+            + f". Settings are {known} (sections nested with __, e.g. TTRL_DAEMON__VOTES)"
+        )
+
+
+SECRET_WORDS = ("password", "secret", "token")
+MASK = "***"
+
+
+def masked(cfg: Settings) -> dict[str, Any]:
+    """The settings as plain data with secrets masked: the password of ``db_url`` (in the
+    userinfo or a ``password=`` parameter) and any value whose key names a secret."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    data = cfg.model_dump(mode="json")
+    try:
+        url = make_url(cfg.db_url)
+        query = {k: (MASK if _secret(k) else v) for k, v in url.query.items()}
+        shown = url.set(query=query).render_as_string(hide_password=True)
+        data["db_url"] = shown.replace("%2A%2A%2A", MASK)
+    except ArgumentError:  # not a URL at all: nothing in it is recognisably a password
+        pass
+    return _mask(data)
+
+
+def _secret(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_WORDS)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (MASK if _secret(k) and v not in (None, "") else _mask(v)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value

@@ -58,6 +58,25 @@ class DaemonConfig(BaseModel):
         description="systemd's watchdog is fed only while the loop passed a step (claim, "
         "sampling, store, update) within this long: longer than your slowest update.",
     )
+    breaker_failures: int = Field(
+        8,
+        ge=2,
+        description="Circuit breaker: this many problems in a row failing with the same "
+        "engine error (or a whole batch of two or more) mean the engine, not the problems, "
+        "is broken: the claims go back unspent and the worker exits 79 "
+        "(docs/hardening.md).",
+    )
+    verify_weights: bool = Field(
+        True,
+        description="Read every weight of the base model and of a checkpoint before it "
+        "serves, refusing NaN or inf (costs one read of the files at start).",
+    )
+    new_lineage: bool = Field(
+        False,
+        description="When engine.model is not the base model the database's versions "
+        "descend from: start a new lineage from it (the old versions are retired) instead "
+        "of refusing to start. Set it for one start.",
+    )
     outage_alert_s: float = Field(
         300.0,
         gt=0,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from ttrl.config import ConfigError
+
 REGISTRY = CollectorRegistry()
 
 PROBLEMS_VOTED = Counter(
@@ -38,6 +40,47 @@ ROLLBACKS = Counter(
 )
 
 
+GENERATION_FAILURES = Counter(
+    "ttrl_generation_failures",
+    "Calls of the engine's generate that raised (a batch, or one problem retried alone).",
+    registry=REGISTRY,
+)
+PROBLEM_FAILURES = Counter(
+    "ttrl_problem_failures",
+    "Failed attempts recorded in the queue, by outcome: requeued (attempts left) or failed.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+ENGINE_BREAKER = Gauge(
+    "ttrl_engine_breaker_open",
+    "1 once the engine failed systemically and the worker stopped claiming (it then exits).",
+    registry=REGISTRY,
+)
+CLAIMS_RELEASED = Counter(
+    "ttrl_claims_released",
+    "Claims given back to the queue unanswered, the attempt not counted (stop, breaker).",
+    registry=REGISTRY,
+)
+LEASES_REAPED = Counter(
+    "ttrl_leases_reaped", "Expired leases (of any worker) returned to the queue.", registry=REGISTRY
+)
+DB_ERRORS = Counter(
+    "ttrl_database_errors",
+    "Database calls that failed as an outage (refused, cut, timed out) and were retried.",
+    registry=REGISTRY,
+)
+
+
 def serve_metrics(port: int) -> None:
-    """Expose the registry at http://127.0.0.1:PORT/metrics (a daemon thread)."""
-    start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+    """Expose the registry at http://127.0.0.1:PORT/metrics (a daemon thread).
+
+    Raises:
+        ConfigError: the port cannot be listened on (taken by another process).
+    """
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=REGISTRY)
+    except OSError as exc:
+        raise ConfigError(
+            f"daemon.metrics_port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror}); "
+            f"another process holds it (`ss -ltnp 'sport = :{port}'`) or set another port"
+        ) from None

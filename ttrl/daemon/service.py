@@ -37,6 +37,7 @@ from ttrl.daemon.voting import Tally, tally, vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
 from ttrl.engines import Engine, load_engine, resolve_model_path
+from ttrl.engines.model_files import check_model_dir, fingerprint
 from ttrl.rl.batch import Rollout, RolloutGroup
 
 T = TypeVar("T")
@@ -77,6 +78,31 @@ class MissingCheckpoint(RuntimeError):
     """The active model version's files are gone; the message says what to do."""
 
 
+class LineageMismatch(RuntimeError):
+    """``engine.model`` is not the base model the database's versions descend from."""
+
+
+class EngineFailure(RuntimeError):
+    """The engine failed systemically (the circuit breaker tripped); the message says how."""
+
+
+# `ttrl serve` exits with this when the circuit breaker tripped: the engine failed every
+# generation the same way. systemd does not restart it (RestartPreventExitStatus).
+EXIT_ENGINE_FAILURE = 79
+
+
+def _signature(exc: BaseException) -> str:
+    """What makes two engine errors "the same": type and first line of the message."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:500]
+
+
+def _systemic_kind(exc: BaseException) -> bool:
+    """ValueError and TypeError are the engine's "this prompt is bad" (too long, empty):
+    they fail the problem, never trip the breaker. Other errors may be the engine's own."""
+    return not isinstance(exc, ValueError | TypeError)
+
+
 class Service:
     """``ttrl serve``: construct with the effective settings, then :meth:`run`."""
 
@@ -93,7 +119,7 @@ class Service:
         # The batch sampled last, its tally running on `voter` while the next batch samples.
         self.pending: tuple[list[tuple[ClaimedProblem, list]], Future[list[Tally]]] | None = None
         self.voter = ThreadPoolExecutor(1, thread_name_prefix="voting")
-        self.db: SqlEngine = make_engine(cfg.db_url)
+        self.db: SqlEngine = make_engine(cfg.db_url, cfg.database)
         self.engine: Engine | None = None
         self.trainer: Any = None  # ttrl.rl.trainer.Trainer, imported lazily (torch)
         self.version = 0
@@ -108,11 +134,17 @@ class Service:
         self.best_canary: float | None = None
         self.rollbacks = 0  # consecutive
         self.held = False  # the guard stopped updates
+        # The circuit breaker: problems failed in a row with the same engine error.
+        self.streak: list[int] = []
+        self.streak_signature: str | None = None
+        self.halted: str | None = None  # why the breaker stopped the worker
+        self.lineage_first = 1  # versions below belong to an older base model
 
     # -- life cycle ------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; returns the process exit code."""
+        """Serve until SIGTERM/SIGINT; returns the process exit code (0, or
+        :data:`EXIT_ENGINE_FAILURE` after the circuit breaker tripped)."""
         migrate.require_head(self.db)
         if self.trains:
             rl_config(self.cfg)  # a config that cannot train fails before the model loads
@@ -120,22 +152,25 @@ class Service:
             store.register_worker(
                 conn, self.worker_id, socket.gethostname(), os.getpid(), self.role
             )
-        self._install_signal_handlers()
-        if self.d.metrics_port is not None:
-            m.serve_metrics(self.d.metrics_port)
-        self._load_models()
-        m.MODEL_VERSION.set(self.version)
-        if self.role == "rollout":
-            self.watch = VersionWatch(self.db, self.d.version_poll_s)
-        self._start_jobs()
-        self._beat("serving")
-        sd_notify(ready=1, status=f"serving version {self.version}")
-        logger.info("{} worker {} serving version {}", self.role, self.worker_id, self.version)
+        try:
+            self._start()
+        except BaseException as exc:
+            # No ghost: a start that failed leaves its worker row stopped, with the reason.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+            self._release_in_flight("stopped", f"start failed: {reason}"[:1000])
+            self.voter.shutdown(wait=False)
+            self.db.dispose()
+            raise
         try:
             while not self.stopping.is_set():
                 try:
                     worked = self.step()
                     self._database_back()
+                except EngineFailure as exc:
+                    self._halt(exc)
+                    break
                 except OperationalError as exc:
                     # The database went away between batches (claim, update read): nothing
                     # is in memory but the pending batch; the other claims are not renewed
@@ -149,7 +184,22 @@ class Service:
                     self.stopping.wait(self.d.poll_s)
         finally:
             self._shutdown()
-        return 0
+        return EXIT_ENGINE_FAILURE if self.halted else 0
+
+    def _start(self) -> None:
+        """Everything between registering and serving: signals, metrics, models, jobs."""
+        self._install_signal_handlers()
+        if self.d.metrics_port is not None:
+            m.serve_metrics(self.d.metrics_port)
+        self._load_models()
+        m.MODEL_VERSION.set(self.version)
+        m.ENGINE_BREAKER.set(0)
+        if self.role == "rollout":
+            self.watch = VersionWatch(self.db, self.d.version_poll_s, self.cfg.database)
+        self._start_jobs()
+        self._beat("serving")
+        sd_notify(ready=1, status=f"serving version {self.version}")
+        logger.info("{} worker {} serving version {}", self.role, self.worker_id, self.version)
 
     def step(self) -> bool:
         """One round: a claimed batch voted and stored (not on a learner), then an update if
@@ -177,7 +227,7 @@ class Service:
         return bool(claimed) or updated
 
     def _shutdown(self) -> None:
-        sd_notify(stopping=1, status="stopping")
+        sd_notify(stopping=1, status=f"halted: {self.halted}" if self.halted else "stopping")
         self.scheduler.shutdown(wait=False)
         if self.watch is not None:
             self.watch.stop()
@@ -187,22 +237,26 @@ class Service:
             self._flush()  # sampled work is written, not dropped (the grace timer bounds it)
         finally:
             self.voter.shutdown(wait=False)
-            released = self._release_in_flight()
+            if self.halted:
+                released = self._release_in_flight("halted", self.halted)
+            else:
+                released = self._release_in_flight()
             logger.info("stopped: {} ({} claims released)", self._status_line(), released)
             self.db.dispose()
 
-    def _release_in_flight(self, worker_state: str = "stopped") -> int:
+    def _release_in_flight(self, worker_state: str = "stopped", reason: str | None = None) -> int:
         """Give unfinished claims back to the queue and record the worker's state."""
         try:
             with transaction(self.db) as conn:
                 released = queue.release(conn, list(self.in_flight), self.worker_id)
-                store.heartbeat(conn, self.worker_id, state=worker_state)
+                store.heartbeat(conn, self.worker_id, state=worker_state, reason=reason)
         except SQLAlchemyError as exc:
             logger.error(
                 "could not release claims {} ({}); their leases will expire", self.in_flight, exc
             )
             return 0
         self.in_flight = []
+        m.CLAIMS_RELEASED.inc(released)
         return released
 
     def _install_signal_handlers(self) -> None:
@@ -245,6 +299,11 @@ class Service:
                 logger.warning("removing {}: a checkpoint a crash left unfinished", partial)
                 shutil.rmtree(partial, ignore_errors=True)
         base = resolve_model_path(self.cfg.engine.model)
+        # The configured files are always checked, also when a checkpoint is resumed: they
+        # are the lineage's identity, the KL reference and the guard's baseline.
+        check_model_dir(base)
+        self._check_lineage(base)
+        self._verify_weights(base)
         with transaction(self.db, write=False) as conn:
             newest = store.newest_active_version(conn)
             numbered = store.newest_version_number(conn)
@@ -259,6 +318,7 @@ class Service:
                     "status to 'retired' in model_versions to resume from the one before"
                 )
             self.version, model_dir = newest[0], Path(newest[1])
+            self._verify_weights(model_dir)
         if self.role != "learner" or self.g.enabled:  # a learner samples only the guard's probe
             self.engine = load_engine(
                 self.cfg.engine.model_copy(update={"model": str(model_dir)}), self.version
@@ -269,6 +329,55 @@ class Service:
             # in between are), as in :meth:`_roll_back`.
             self.trainer = self._make_trainer(model_dir, numbered)
         logger.info("model {} at version {}", model_dir, self.version)
+
+    def _verify_weights(self, model_dir: Path) -> None:
+        """Every weight finite before the files serve (``daemon.verify_weights``): a model
+        poisoned with NaN would fail every sample; ModelFilesError names the tensor."""
+        if self.d.verify_weights:
+            from ttrl.engines.weights import check_finite_files
+
+            t0 = time.perf_counter()
+            n = check_finite_files(model_dir)
+            logger.info("{}: {} tensors finite ({:.1f}s)", model_dir, n, time.perf_counter() - t0)
+
+    def _check_lineage(self, base: Path) -> None:
+        """The database's versions descend from one base model (its files' fingerprint,
+        recorded by the first daemon); another ``engine.model`` is refused, or starts a
+        new lineage with ``daemon.new_lineage``."""
+        model = self.cfg.engine.model
+        mark = fingerprint(base)
+        with transaction(self.db) as conn:
+            known = store.current_lineage(conn)
+            if known is None:
+                store.start_lineage(conn, model, str(base), mark)
+                logger.info("lineage: model versions descend from {} ({})", model, base)
+                return
+            if known.fingerprint == mark:
+                self.lineage_first = known.first_version
+                if self.d.new_lineage:
+                    logger.warning("daemon.new_lineage is set but engine.model is unchanged")
+                return
+            if not self.d.new_lineage or self.role == "rollout":
+                raise LineageMismatch(
+                    f"engine.model {model} ({base}, fingerprint {mark[:12]}) is not the base "
+                    f"model this database's versions descend from: {known.model} "
+                    f"({known.path}, fingerprint {known.fingerprint[:12]}, recorded "
+                    f"{known.created_at:%Y-%m-%d %H:%M} UTC). Set engine.model back to "
+                    f"{known.model}; or start a new lineage from {model} on this database "
+                    "with daemon.new_lineage: true (TTRL_DAEMON__NEW_LINEAGE=true) for one "
+                    "start of the learner (or the single daemon): the old versions are "
+                    "retired, its votes and answers stay; or use a new database"
+                    + ("; a rollout worker never starts one" if self.role == "rollout" else "")
+                )
+            self.lineage_first = store.start_lineage(conn, model, str(base), mark, retire=True)
+        logger.warning(
+            "lineage: new base model {} ({}); versions from {} on descend from it, the old "
+            "lineage ({}) is retired",
+            model,
+            base,
+            self.lineage_first,
+            known.model,
+        )
 
     def _make_trainer(self, model_dir: Path, version: int) -> Any:
         """The trainer; under a multi-rank launcher (DeepSpeed) one the other ranks mirror."""
@@ -292,6 +401,7 @@ class Service:
             return
         model_dir = Path(path) if path else resolve_model_path(self.cfg.engine.model)
         try:
+            self._verify_weights(model_dir)
             self.engine.load_checkpoint(model_dir, version)  # type: ignore[attr-defined]
         except (OSError, ValueError, RuntimeError) as exc:
             logger.warning("cannot load version {} from {} yet ({}); retrying", version, path, exc)
@@ -305,17 +415,87 @@ class Service:
     def _generate(self, claimed: list[ClaimedProblem]) -> list[tuple[ClaimedProblem, list]]:
         """Sample every claimed problem. When the batch fails, each problem is retried alone
         and the one that fails by itself is failed in the queue (with the reason), so one bad
-        prompt never takes the others down."""
+        prompt never takes the others down.
+
+        The circuit breaker: when every problem of a batch of two or more fails alone with
+        the same engine error, or ``daemon.breaker_failures`` problems in a row do, the
+        engine is what is broken. :class:`EngineFailure` is raised with nothing recorded
+        against the batch (and the attempts the streak counted are taken back, see
+        :meth:`_halt`)."""
         assert self.engine is not None
-        sampling = self.cfg.engine.sampling
         try:
-            out = self.engine.generate([c.prompt for c in claimed], self.d.votes, sampling)
+            out = self._sample([c.prompt for c in claimed])
+            self._engine_worked()
             return list(zip(claimed, out, strict=True))
         except (ValueError, RuntimeError) as exc:
             if len(claimed) == 1:
-                self._fail(claimed[0].id, f"generation failed: {exc}")
+                self._generation_failed(claimed[0], exc)
                 return []
-        return [pair for c in claimed for pair in self._generate([c])]
+        sampled, failed = [], []
+        for c in claimed:
+            try:
+                sampled.append((c, self._sample([c.prompt])[0]))
+                self._engine_worked()
+            except (ValueError, RuntimeError) as exc:
+                failed.append((c, exc))
+        signatures = {_signature(exc) for _, exc in failed}
+        if not sampled and len(signatures) == 1 and _systemic_kind(failed[0][1]):
+            raise EngineFailure(
+                f"all {len(claimed)} problems of a batch failed alone with the same engine "
+                f"error: {signatures.pop()}"
+            )
+        for c, exc in failed:
+            self._generation_failed(c, exc)
+        return sampled
+
+    def _sample(self, prompts: list[str]) -> list:
+        assert self.engine is not None
+        try:
+            return self.engine.generate(prompts, self.d.votes, self.cfg.engine.sampling)
+        except (ValueError, RuntimeError):
+            m.GENERATION_FAILURES.inc()
+            raise
+
+    def _engine_worked(self) -> None:
+        self.streak, self.streak_signature = [], None
+
+    def _generation_failed(self, problem: ClaimedProblem, exc: BaseException) -> None:
+        """One problem failed alone: fail it, unless it makes ``breaker_failures`` in a row
+        with the same engine error (then the breaker trips, this one is not recorded)."""
+        signature = _signature(exc)
+        if _systemic_kind(exc):
+            if signature != self.streak_signature:
+                self.streak, self.streak_signature = [], signature
+            if len(self.streak) + 1 >= self.d.breaker_failures:
+                raise EngineFailure(
+                    f"{len(self.streak) + 1} problems in a row failed with the same engine "
+                    f"error: {signature}"
+                )
+            self.streak.append(problem.id)
+        else:
+            self._engine_worked()  # a bad prompt says nothing about the engine
+        self._fail(problem.id, f"generation failed: {exc}")
+
+    def _halt(self, exc: EngineFailure) -> None:
+        """The breaker tripped: take back the attempts the streak counted, stop claiming,
+        say why everywhere; :meth:`run` then releases the claims and exits 79."""
+        refunded = self.streak
+        if refunded:
+            self._store("the refund of attempts", lambda conn: queue.refund(conn, refunded))
+        self.streak = []
+        self.halted = f"engine failure: {exc}"[:1000]
+        m.ENGINE_BREAKER.set(1)
+        logger.error(
+            "circuit breaker: {}. The engine, not the problems, is failing: stopped claiming; "
+            "{} claims go back to the queue unspent ({} attempts taken back); exiting {}. "
+            "Check the model files and the device (docs/hardening.md), then start the "
+            "service again",
+            exc,
+            len(self.in_flight),
+            len(refunded),
+            EXIT_ENGINE_FAILURE,
+        )
+        sd_notify(status=f"HALTED by the circuit breaker: {exc}"[:500])
 
     def _fail(self, problem_id: int, reason: str) -> None:
         """Record a failed attempt (requeued, or failed for good after ``max_attempts``),
@@ -323,10 +503,11 @@ class Service:
         logger.error("problem {}: {}", problem_id, reason)
         max_attempts = self.cfg.queue.max_attempts
         try:
-            self._store(
+            status = self._store(
                 f"the failure of problem {problem_id}",
                 lambda conn: queue.fail(conn, problem_id, self.worker_id, reason, max_attempts),
             )
+            m.PROBLEM_FAILURES.labels("failed" if status == "failed" else "requeued").inc()
         except LeaseLost as exc:
             logger.warning("problem {}: failure not recorded: {}", problem_id, exc)
         self.in_flight.remove(problem_id)
@@ -425,6 +606,7 @@ class Service:
             status = f"database unavailable for {down:.0f}s ({reason}); retrying"
             logger.warning("{} while {}; next try in {:.0f}s", status, doing, wait)
         m.DB_OUTAGE_SECONDS.set(down)
+        m.DB_ERRORS.inc()
         self.progress_at = now  # alive and retrying: not a stall
         sd_notify(status=status)
         return wait
@@ -483,6 +665,8 @@ class Service:
             for vote_id, rows in stored.items()
         ]
         groups = [g for g in groups if g.rollouts]
+        if self.g.enabled:
+            self._refresh_canaries()
         if self.g.enabled and self.baseline is None:
             self.baseline = self._base_probe_stats()
             self.best_canary = self.baseline.canary_pass1 if self.baseline else None
@@ -596,6 +780,25 @@ class Service:
                 )
         return bool(self.probe)
 
+    def _refresh_canaries(self) -> None:
+        """Canaries enqueued since the probe was chosen join it at the next update. The
+        probe changed, so the baseline (and the best canary pass@1) is measured again on
+        the base model before this update's version is compared with it."""
+        if not self.probe:
+            return  # chosen (canaries included) at the first probe
+        with transaction(self.db, write=False) as conn:
+            canaries = store.probe_prompts(conn, self.g.canary_batches, self.g.max_canaries, 0)
+        known = [p for p in self.probe if p[1] is not None]
+        if canaries == known:
+            return
+        logger.info(
+            "guard: the probe now holds {} canaries ({} before); measuring the baseline again",
+            len(canaries),
+            len(known),
+        )
+        self.probe = canaries + [p for p in self.probe if p[1] is None]
+        self.baseline = None
+
     def _base_probe_stats(self) -> guard.ProbeStats | None:
         """The guard's baseline: the base model's samples of the probe, so that a restarted
         daemon compares its versions with the same model as before, not with the (already
@@ -642,7 +845,7 @@ class Service:
         self.rollbacks += 1
 
         def restore(conn: Connection) -> tuple[int, str | None] | None:
-            best = store.best_version(conn, below=bad)
+            best = store.best_version(conn, below=bad, since=self.lineage_first)
             store.roll_back(conn, bad, best[0] if best else None)
             announce(conn, best[0] if best else 0)
             return best
@@ -704,7 +907,7 @@ class Service:
         """Keep the newest ``keep_checkpoints`` directories, the active one and the guard's
         rollback target."""
         with transaction(self.db, write=False) as conn:
-            best = store.best_version(conn, below=self.version + 1)
+            best = store.best_version(conn, below=self.version + 1, since=self.lineage_first)
         keep = {self._checkpoint_path(self.version)} | (
             {Path(best[1])} if best and best[1] else set()
         )
@@ -774,6 +977,7 @@ class Service:
     def _reap(self) -> None:
         with transaction(self.db) as conn:
             n = queue.reap(conn, self.cfg.queue.max_attempts)
+        m.LEASES_REAPED.inc(n)
         if n:
             logger.info("reaped {} expired leases", n)
 

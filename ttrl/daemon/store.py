@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ttrl.db.connection import utcnow
-from ttrl.db.models import GuardDecision, ModelVersion, Problem, Rollout, Vote, Worker
+from ttrl.db.models import GuardDecision, Lineage, ModelVersion, Problem, Rollout, Vote, Worker
 
 R = Rollout.__table__.c
 V = Vote.__table__.c
@@ -242,11 +242,17 @@ def register_worker(conn: Connection, worker_id: str, host: str, pid: int, role:
 
 
 def heartbeat(
-    conn: Connection, worker_id: str, state: str | None = None, version: int | None = None
+    conn: Connection,
+    worker_id: str,
+    state: str | None = None,
+    version: int | None = None,
+    reason: str | None = None,
 ) -> None:
+    """Beat the worker's heart; a new ``state`` replaces the old one and its ``reason``."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if state is not None:
         values["state"] = state
+        values["reason"] = reason
     if version is not None:
         values["model_version"] = version
     conn.execute(update(Worker).where(Worker.id == worker_id).values(**values))
@@ -271,11 +277,11 @@ def newest_version_number(conn: Connection) -> int:
     return conn.execute(select(func.coalesce(func.max(MV.version), 0))).scalar_one()
 
 
-def best_version(conn: Connection, below: int) -> tuple[int, str | None] | None:
-    """The version to roll back to from ``below``: among the versions before it that the
-    guard probed and passed (no tripped hold/rollback signal) and that were never rolled
-    back, the best canary pass@1 (the newest on ties and without canaries); None means
-    the base model."""
+def best_version(conn: Connection, below: int, since: int = 0) -> tuple[int, str | None] | None:
+    """The version to roll back to from ``below``: among the versions before it (and from
+    ``since`` on: the current lineage's) that the guard probed and passed (no tripped
+    hold/rollback signal) and that were never rolled back, the best canary pass@1 (the
+    newest on ties and without canaries); None means the base model."""
     g = GuardDecision.__table__.c
     probed = select(g.version).group_by(g.version)
     failed = select(g.version).where(g.tripped, g.action.in_(("hold", "rollback")))
@@ -283,6 +289,7 @@ def best_version(conn: Connection, below: int) -> tuple[int, str | None] | None:
         select(MV.version, MV.path)
         .where(
             MV.version < below,
+            MV.version >= since,
             MV.status != "rolled_back",
             MV.version.in_(probed.scalar_subquery()),
             MV.version.not_in(failed.scalar_subquery()),
@@ -356,3 +363,50 @@ def probe_prompts(
         others = others.where(P.batch.not_in(list(canary_batches)))
     out += [(prompt, None) for prompt in conn.execute(others).scalars()]
     return out
+
+
+@dataclass(frozen=True)
+class LineageRecord:
+    model: str
+    path: str
+    fingerprint: str
+    first_version: int
+    created_at: datetime
+
+
+def current_lineage(conn: Connection) -> LineageRecord | None:
+    """The base model the database's model versions descend from (None: never recorded)."""
+    L = Lineage.__table__.c
+    row = conn.execute(
+        select(L.model, L.path, L.fingerprint, L.first_version, L.created_at)
+        .order_by(L.id.desc())
+        .limit(1)
+    ).first()
+    return LineageRecord(*row) if row else None
+
+
+def start_lineage(
+    conn: Connection, model: str, path: str, fingerprint: str, retire: bool = False
+) -> int:
+    """Record ``model`` as the base of the versions from now on; returns the first version
+    number of the lineage. With ``retire`` the previous lineage ends: its active versions
+    are retired (nothing resumes them) and its untrained rollouts consumed (another model
+    sampled them: no update of this one trains on them)."""
+    first = newest_version_number(conn) + 1
+    if retire:
+        conn.execute(update(ModelVersion).where(MV.status == "active").values(status="retired"))
+        conn.execute(
+            update(Rollout)
+            .where(R.trained_in_version.is_(None))
+            .values(trained_in_version=R.model_version)
+        )
+    conn.execute(
+        insert(Lineage).values(
+            model=model,
+            path=path,
+            fingerprint=fingerprint,
+            first_version=first if retire else 1,
+            created_at=utcnow(),
+        )
+    )
+    return first if retire else 1

@@ -16,7 +16,8 @@ from loguru import logger
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
-from ttrl.db.connection import is_postgres
+from ttrl.db.config import DatabaseConfig
+from ttrl.db.connection import is_postgres, pg_connect_args
 
 CHANNEL = "ttrl_versions"
 
@@ -34,8 +35,10 @@ class VersionWatch:
     """``due()`` is True when a notification arrived or ``poll_s`` passed since the last
     check; a background thread keeps a LISTEN connection open on PostgreSQL."""
 
-    def __init__(self, db: Engine, poll_s: float) -> None:
+    def __init__(self, db: Engine, poll_s: float, timeouts: DatabaseConfig | None = None) -> None:
         self.poll_s = poll_s
+        # The listening connection gets the same connect timeout and keepalives as the pool.
+        self.connect_args = pg_connect_args(db.url, timeouts or DatabaseConfig())
         self.notified = threading.Event()
         self.stopped = threading.Event()
         self.checked = float("-inf")
@@ -59,7 +62,7 @@ class VersionWatch:
 
         while not self.stopped.is_set():
             try:
-                with psycopg.connect(conninfo, autocommit=True) as conn:
+                with psycopg.connect(conninfo, autocommit=True, **self.connect_args) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.notified.set()  # (re)connected: whatever was missed, check now
                     while not self.stopped.is_set():

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ttrl.dashboards import views
-from ttrl.db.models import PROBLEM_STATUSES
+from ttrl.db.models import PROBLEM_STATUSES, Worker
 
 # Three missed beats of the daemon's default 10 s heartbeat.
 DEFAULT_STALE_AFTER_S = 30.0
@@ -128,16 +128,20 @@ def workers_table(conn: Connection, stale_after_s: float = DEFAULT_STALE_AFTER_S
     for col in ("worker", "host", "pid", "role", "state", "up", "heartbeat"):
         table.add_column(col, justify="right" if col in ("pid", "up", "heartbeat") else "left")
     rows = conn.execute(select(views.workers).order_by(w.heartbeat_at.desc())).all()
+    stopped = select(Worker.id, Worker.reason).where(Worker.reason.is_not(None))
+    reasons = {r.id: r.reason for r in conn.execute(stopped)}
     for row in rows:
         age = format_age(row.heartbeat_age_s) + " ago"
-        live = row.state != "stopped"
+        live = row.state not in ("stopped", "halted")
         stale = live and row.heartbeat_age_s > stale_after_s
         table.add_row(
             row.id,
             row.host,
             str(row.pid),
             row.role,
-            f"[red]{row.state} (stale)[/]" if stale else row.state,
+            f"[red]{row.state} (stale)[/]"
+            if stale
+            else (f"{row.state}: {reasons[row.id]}" if row.id in reasons else row.state),
             format_age((row.heartbeat_at - row.started_at).total_seconds()) if live else "-",
             f"[red]{age}[/]" if stale else age,
         )

@@ -215,3 +215,19 @@ class Worker(Base):
     model_version: Mapped[int | None] = mapped_column(Integer)  # the version it serves
     started_at: Mapped[datetime] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime)
+    # Why it stopped, when it did not stop on a signal (e.g. the engine circuit breaker).
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Lineage(Base):
+    """The base model a line of model versions descends from; the newest row is the
+    current lineage. Versions numbered below its ``first_version`` belong to older ones."""
+
+    __tablename__ = "lineages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(Text)  # engine.model as configured
+    path: Mapped[str] = mapped_column(Text)  # the directory it resolved to
+    fingerprint: Mapped[str] = mapped_column(String(64))  # ttrl.engines.model_files.fingerprint
+    first_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

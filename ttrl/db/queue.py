@@ -327,9 +327,7 @@ def release(conn: Connection, ids: Sequence[int], worker: str) -> int:
             status="queued",
             claimed_by=None,
             lease_until=None,
-            attempts=func.greatest(P.attempts - 1, 0)
-            if is_postgres(conn)
-            else func.max(P.attempts - 1, 0),
+            attempts=_greatest(conn, P.attempts - 1, 0),
             updated_at=utcnow(),
         )
     )
@@ -358,12 +356,58 @@ def reap(conn: Connection, max_attempts: int, now: datetime | None = None) -> in
 
 def requeue_failed(conn: Connection, batch: str | None = None) -> int:
     """Give ``failed`` problems a fresh set of attempts (an operator's retry)."""
+    return requeue(conn, "failed", batch=batch)
+
+
+REQUEUABLE = ("failed", "done")
+
+
+def requeue(
+    conn: Connection,
+    status: str = "failed",
+    batch: str | None = None,
+    error: str | None = None,
+    dry_run: bool = False,
+) -> int:
+    """The operator's retry (``ttrl requeue``): ``failed`` problems get a fresh set of
+    attempts; ``done`` ones one more pass (voted by the version serving then). ``batch``
+    and ``error`` (a substring of ``last_error``) narrow the selection. Returns the count
+    (with ``dry_run``: what would be requeued, nothing changed)."""
+    if status not in REQUEUABLE:
+        raise ValueError(f"requeue status must be one of {', '.join(REQUEUABLE)}, not {status!r}")
+    where = [P.status == status]
+    if batch is not None:
+        where.append(P.batch == batch)
+    if error is not None:
+        where.append(P.last_error.contains(error, autoescape=True))
+    if dry_run:
+        return conn.execute(select(func.count()).select_from(Problem).where(*where)).scalar_one()
+    values: dict[str, Any] = {"status": "queued", "attempts": 0, "updated_at": utcnow()}
+    if status == "done":
+        values["passes_wanted"] = P.passes_done + 1
+    return conn.execute(update(Problem).where(*where).values(**values)).rowcount
+
+
+def refund(conn: Connection, ids: Sequence[int]) -> int:
+    """Take back the attempt counted by :func:`fail` for problems the engine, not the
+    problem, failed (the circuit breaker): ``failed`` ones are queued again. Problems that
+    another worker claimed meanwhile are left alone."""
+    if not ids:
+        return 0
     stmt = (
         update(Problem)
-        .where(P.status == "failed", *([P.batch == batch] if batch is not None else []))
-        .values(status="queued", attempts=0, updated_at=utcnow())
+        .where(P.id.in_(list(ids)), P.status.in_(("queued", "failed")))
+        .values(
+            status="queued",
+            attempts=_greatest(conn, P.attempts - 1, 0),
+            updated_at=utcnow(),
+        )
     )
     return conn.execute(stmt).rowcount
+
+
+def _greatest(conn: Connection, a: Any, b: Any) -> Any:
+    return func.greatest(a, b) if is_postgres(conn) else func.max(a, b)
 
 
 def depth(conn: Connection) -> list[tuple[str, str, int]]:

@@ -99,6 +99,34 @@ def check_model_dir(model_dir: Path) -> None:
             pass
 
 
+_FINGERPRINT_SAMPLES = 16
+_FINGERPRINT_CHUNK = 1 << 16
+
+
+def fingerprint(model_dir: Path) -> str:
+    """A SHA-256 that tells one model's files from another's without reading them whole:
+    ``config.json``, then per safetensors file its name, size, header and 16 chunks of
+    64 KiB spread evenly over its data. Hex digest."""
+    import hashlib
+    import struct
+
+    model_dir = Path(model_dir)
+    digest = hashlib.sha256((model_dir / "config.json").read_bytes())
+    for file in safetensors_files(model_dir):
+        size = file.stat().st_size
+        digest.update(f"{file.name}\0{size}\0".encode())
+        with file.open("rb") as handle:
+            head = handle.read(8)
+            header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            digest.update(handle.read(min(header_len, size)))
+            start = 8 + header_len
+            span = max(size - start - _FINGERPRINT_CHUNK, 0)
+            for i in range(_FINGERPRINT_SAMPLES):
+                handle.seek(start + span * i // max(_FINGERPRINT_SAMPLES - 1, 1))
+                digest.update(handle.read(_FINGERPRINT_CHUNK))
+    return digest.hexdigest()
+
+
 def load_causal_lm(
     model_dir: Path, *, trust_remote_code: bool = False, **kwargs: Any
 ) -> PreTrainedModel:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ttrl.engines.base import WeightUpdateError
-from ttrl.engines.model_files import open_safetensors, safetensors_files
+from ttrl.engines.model_files import ModelFilesError, open_safetensors, safetensors_files
 
 # name -> (shape, dtype) of every weight a model holds.
 WeightSpecs = Mapping[str, tuple[torch.Size, torch.dtype]]
@@ -154,6 +154,32 @@ def check_finite(tensors: Mapping[str, torch.Tensor]) -> None:
         if not bool(torch.isfinite(tensor).all()):
             raise WeightUpdateError(f"weight {name!r} holds NaN or inf; refusing the update")
     raise WeightUpdateError("weight update overflows float32 when summed; refusing it")
+
+
+def check_finite_files(model_dir: Path) -> int:
+    """Refuse a model directory whose weights hold NaN or inf, read tensor by tensor (a
+    header can be intact over poisoned data). One float32 sum per tensor; only a
+    non-finite sum pays for the element-wise test. Returns the tensors checked.
+
+    Raises:
+        ModelFilesError: naming the file and the first non-finite tensor.
+    """
+    checked = 0
+    for file in safetensors_files(Path(model_dir)):
+        with open_safetensors(file) as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
+                tensor = handle.get_tensor(name)
+                checked += 1
+                if not tensor.dtype.is_floating_point or tensor.numel() == 0:
+                    continue
+                if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
+                    continue
+                if not bool(torch.isfinite(tensor).all()):
+                    raise ModelFilesError(
+                        f"weights file {file} holds NaN or inf in tensor {name!r}: every "
+                        f"sample would fail; restore {Path(model_dir)} from a good copy"
+                    )
+    return checked
 
 
 def _listed(names: list[str]) -> str:

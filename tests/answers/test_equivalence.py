@@ -44,7 +44,8 @@ def test_equivalence_is_symmetric_on_the_table():
         (r"[1,2)\cup(3,\infty)", Key("union", "(3,oo) U [1,2)")),
         (r"\begin{bmatrix}1&2\\3&4\end{bmatrix}", Key("matrix", "[[1,2],[3,4]]")),
         (r"\text{(C)}", Key("choice", "C")),
-        ("No Solution", Key("text", "no solution")),
+        ("No Solution", Key("set", "{}")),  # the empty solution set, like \\emptyset
+        ("Evelyn", Key("text", "evelyn")),
     ],
 )
 def test_canonical_keys(answer, key):

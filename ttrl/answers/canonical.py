@@ -12,6 +12,7 @@ Tiers, cheapest first:
 """
 
 import re
+from math import gcd
 from typing import NamedTuple
 
 from ttrl.answers import metrics
@@ -19,9 +20,9 @@ from ttrl.answers.bounded import SymbolicUnavailable, get_config, pool
 from ttrl.answers.clean import clean
 from ttrl.answers.exact import MAX_DEPTH, Unsupported, exact_value, format_value
 
-EXACT_KINDS = frozenset({"num", "choice", "set", "seq", "union", "matrix"})
+EXACT_KINDS = frozenset({"num", "choice", "set", "seq", "union", "matrix", "time", "ratio", "eqs"})
 # Kinds a symbolic "expr" may still equal (a letter is a choice, never an expression).
-MERGEABLE_KINDS = (EXACT_KINDS - {"choice"}) | {"expr"}
+MERGEABLE_KINDS = (EXACT_KINDS - {"choice", "time", "ratio", "eqs"}) | {"expr"}
 
 
 class Key(NamedTuple):
@@ -45,6 +46,28 @@ _WORDS = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)*")
 _INFINITY = {"\\infty": "oo", "+\\infty": "oo", "-\\infty": "-oo"}
 _EMPTY_SET = {"\\emptyset", "\\varnothing", "\\{\\}"}
 _OPEN, _CLOSE = "([{", ")]}"
+# `12:00`, `9:05 a.m.`, `12:00:30`: a clock time (minutes in two digits); `3:2` a ratio.
+_TIME = re.compile(r"(\d{1,2}):([0-5]\d)(?::([0-5]\d))?((?:a|p)\.?m\.?)?", re.IGNORECASE)
+_RATIO = re.compile(r"(\d+):(\d+)")
+# Statements that there is nothing: the empty set (`\emptyset` is its symbol).
+_NO_SOLUTION = re.compile(
+    r"(?:there (?:is|are) )?(?:no (?:real |integer |such )?(?:solutions?|roots?|values?)"
+    r"|(?:the )?empty set)",
+    re.IGNORECASE,
+)
+_RELATION = re.compile(
+    r"\\(?:leq?(?:slant)?|geq?(?:slant)?|lt|gt|neq?)(?![A-Za-z])|<=|>=|!=|<|>"
+)
+_REL_KIND = {
+    "<": "<", "\\lt": "<", "<=": "<=", "\\le": "<=", "\\leq": "<=", "\\leqslant": "<=",
+    ">": ">", "\\gt": ">", ">=": ">=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=",
+    "!=": "!=", "\\ne": "!=", "\\neq": "!=",
+}
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "!=": "!="}
+# The unknown of an inequality: `x`, `-x`, `a_1`, `f(x)`, `|z|` is not (two-sided).
+_UNKNOWN = re.compile(r"(-?)(\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?(?:\([A-Za-z]\))?)")
+_ROOT_NAME = re.compile(r"_\{?[0-9]{1,3}\}?$")  # x_1, x_{2}: roots of one unknown x
+_EQUATION_ITEM = re.compile(r"(\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?)=(.+)")
 
 
 def _split_top(text: str, sep: str) -> list[str]:
@@ -97,6 +120,38 @@ def _elements(parts: list[str], depth: int) -> list[str] | None:
     return None if any(k is None for k in keys) else keys  # type: ignore[return-value]
 
 
+def _expand_pm(parts: list[str]) -> list[str]:
+    """`1\\pm\\sqrt{5}` -> `1+\\sqrt{5}`, `1-\\sqrt{5}` (a set element or a whole answer)."""
+    out = []
+    for part in parts:
+        pieces = _split_top(part, "\\pm")
+        if len(pieces) == 1:
+            pieces = _split_top(part, "\\mp")
+        if len(pieces) == 2 and pieces[1]:
+            left, right = pieces
+            out += [f"{left}+({right})" if left else f"({right})", f"{left}-({right})"]
+        else:
+            out.append(part)
+    return out
+
+
+def _equations(parts: list[str], depth: int) -> Key | None:
+    """`x=1, y=2` (any order): one value per distinct unknown, never equal to a bare list."""
+    items = [_EQUATION_ITEM.fullmatch(part) for part in parts]
+    if any(item is None for item in items):
+        return None
+    names = [item.group(1) for item in items]  # type: ignore[union-attr]
+    values = _elements(_expand_pm([item.group(2) for item in items]), depth)  # type: ignore[union-attr]
+    if values is None:
+        return None
+    if len({_ROOT_NAME.sub("", name) for name in names}) == 1:
+        # `p = -1, p = 15/8` or `x_1 = 2, x_2 = 3`: the values of one unknown, a set.
+        return Key("set", "{" + ",".join(sorted(set(values))) + "}")
+    if len(set(names)) != len(names) or len(values) != len(names):
+        return None
+    return Key("eqs", ",".join(sorted(f"{n}={v}" for n, v in zip(names, values, strict=True))))
+
+
 def _structure(text: str, depth: int = 0) -> Key | None:
     """Exact key of a set, tuple/interval, union of intervals or matrix of exact elements.
 
@@ -117,7 +172,7 @@ def _structure(text: str, depth: int = 0) -> Key | None:
             return None
         return Key("matrix", "[" + ",".join("[" + ",".join(r) + "]" for r in rows) + "]")
     if text.startswith("\\{") and text.endswith("\\}") and _outer_group(text[1:]):
-        elements = _elements(_split_top(text[2:-2], ","), depth)
+        elements = _elements(_expand_pm(_split_top(text[2:-2], ",")), depth)
         return None if elements is None else Key("set", "{" + ",".join(sorted(set(elements))) + "}")
     unions = _split_top(text, "\\cup")
     if len(unions) > 1:
@@ -133,9 +188,93 @@ def _structure(text: str, depth: int = 0) -> Key | None:
         return None if elements is None else Key("seq", text[0] + ",".join(elements) + text[-1])
     parts = _split_top(text, ",")
     if len(parts) > 1:
+        equations = _equations(parts, depth)
+        if equations is not None:
+            return equations
         # A bare list ("1, 2") answers "find all solutions": order does not matter.
-        elements = _elements(parts, depth)
+        elements = _elements(_expand_pm(parts), depth)
         return None if elements is None else Key("set", "{" + ",".join(sorted(set(elements))) + "}")
+    return None
+
+
+def _bound(text: str) -> str | None:
+    if text in _INFINITY:
+        return _INFINITY[text]
+    try:
+        return format_value(exact_value(text))
+    except Unsupported:
+        return None
+
+
+def _interval(op: str, bound: str) -> Key:
+    """The solution set of `x op bound` as an interval (union for `!=`)."""
+    if op == "!=":
+        return Key("union", f"(-oo,{bound}) U ({bound},oo)")
+    if op in ("<", "<="):
+        return Key("seq", f"(-oo,{bound}" + (")" if op == "<" else "]"))
+    return Key("seq", ("(" if op == ">" else "[") + f"{bound},oo)")
+
+
+def _inequality(text: str) -> Key | None:
+    """`x \\le 4` -> `(-oo,4]`, `-2 \\le x < 7` -> `[-2,7)`, `5 \\geq x`, `-x > -1`: the
+    solution set, so an inequality and its interval are one answer."""
+    ops = list(_RELATION.finditer(text))
+    if not 1 <= len(ops) <= 2:
+        return None
+    kinds = [_REL_KIND.get(op.group(0)) for op in ops]
+    if any(kind is None for kind in kinds):
+        return None
+    cuts = [0] + [x for op in ops for x in (op.start(), op.end())] + [len(text)]
+    parts = [text[cuts[i] : cuts[i + 1]].strip() for i in range(0, len(cuts), 2)]
+    if len(parts) == 2:
+        left, right = parts
+        op = kinds[0]
+        unknown, bound = (left, right) if _UNKNOWN.fullmatch(left) else (right, left)
+        if unknown is right:
+            op = _FLIP[op]  # type: ignore[index]
+        match = _UNKNOWN.fullmatch(unknown)
+        value = _bound(bound)
+        if match is None or value is None or _bound(unknown) is not None:
+            return None
+        if match.group(1):  # -x op c  <=>  x flip(op) -c
+            op, value = _FLIP[op], _bound(f"-({bound})")  # type: ignore[index]
+            if value is None:
+                return None
+        return _interval(op, value)  # type: ignore[arg-type]
+    low, unknown, high = parts
+    if _UNKNOWN.fullmatch(unknown) is None or _UNKNOWN.fullmatch(unknown).group(1):  # type: ignore[union-attr]
+        return None
+    if _bound(unknown) is not None:
+        return None
+    if kinds[0] in (">", ">=") and kinds[1] in (">", ">="):
+        low, high, kinds = high, low, [_FLIP[kinds[1]], _FLIP[kinds[0]]]  # type: ignore[index]
+    if kinds[0] not in ("<", "<=") or kinds[1] not in ("<", "<="):
+        return None
+    a, b = _bound(low), _bound(high)
+    if a is None or b is None:
+        return None
+    left = "(" if kinds[0] == "<" else "["
+    return Key("seq", left + f"{a},{b}" + (")" if kinds[1] == "<" else "]"))
+
+
+def _clock(text: str) -> Key | None:
+    """`12:00` (not `1:00`), `1:00 pm` = `13:00`; other `a:b` are ratios in lowest terms."""
+    time = _TIME.fullmatch(text)
+    if time:
+        hour, minute, second, half = time.groups()
+        h = int(hour)
+        if h > 24 or (half and not 1 <= h <= 12):
+            return None
+        if half:
+            h = h % 12 + (12 if half[0].lower() == "p" else 0)
+        return Key("time", f"{h}:{minute}" + (f":{second}" if second else ""))
+    ratio = _RATIO.fullmatch(text)
+    if ratio:
+        a, b = int(ratio.group(1)), int(ratio.group(2))
+        if (a == 0 and b == 0) or len(ratio.group(0)) > 40:
+            return None
+        g = gcd(a, b)
+        return Key("ratio", f"{a // g}:{b // g}")
     return None
 
 
@@ -144,9 +283,25 @@ def exact_key(cleaned: str) -> Key | None:
     choice = _CHOICE.fullmatch(cleaned)
     if choice:
         return Key("choice", choice.group(1) or choice.group(2))
+    if ":" in cleaned:
+        clock = _clock(cleaned)
+        if clock is not None:
+            return clock
+    if _NO_SOLUTION.fullmatch(cleaned):
+        return Key("set", "{}")
     structure = _structure(cleaned)
     if structure is not None:
         return structure
+    if _RELATION.search(cleaned):
+        inequality = _inequality(cleaned)
+        if inequality is not None:
+            return inequality
+    if "\\pm" in cleaned or "\\mp" in cleaned:
+        both = _expand_pm([cleaned])
+        if len(both) == 2:
+            elements = _elements(both, 1)
+            if elements is not None:
+                return Key("set", "{" + ",".join(sorted(set(elements))) + "}")
     if cleaned in _INFINITY:
         return Key("num", _INFINITY[cleaned])
     try:
@@ -170,6 +325,8 @@ def _symbolic_key(cleaned: str) -> Key:
         return Key("raw", cleaned)
     if form is None:
         return Key("text", cleaned)
+    if form == "degenerate":  # zoo, nan: `12:00` and `1:00` both read as 12/0 and 1/0
+        return Key("raw", cleaned)
     latex, srepr = form
     return exact_key(clean(latex)) or Key("expr", srepr)
 

@@ -7,8 +7,13 @@ What is dropped, and why it is safe for competition answers:
 - degrees, `\\%`, `\\$`, trailing unit words / `\\text{unit}`: the question fixes the unit,
   so "50\\%" and "50" (or "10 dollars" and "10") answer it the same way;
 - a leading `x =` / `x \\in`: "x = 3" answers "find x" like "3" does;
-- thousands separators (`1,000`, `1{,}000`, `1\\,000`): a whole answer like `1,234` is read
-  as one number, never as the list {1, 234}.
+- thousands separators in every LaTeX spelling (`1,000`, `1{,}000`, `1,\\!000`, `1\\,000`,
+  `1 000`): a whole answer like `1,234` is one number; but a comma followed by a space
+  (`32, 349`) or groups that are not three digits (`1,22`) stay a list: a decimal comma
+  and a list of numbers cannot be told apart, and a false merge costs more than a split;
+- `x = 5+5+1 = 11` -> `11` (the value a chain ends on), `x \\approx 11` -> `11`,
+  `\\frac{1}{3} \\approx 0.33` -> `\\frac{1}{3}` (the exact value, not its rounding);
+- repeating decimals `0.\\overline{3}` -> `\\frac{1}{3}`; over-escaped commands (`\\\\le`).
 """
 
 import re
@@ -23,12 +28,45 @@ _UNICODE = {
     "\u00b7": "\\cdot ",
     "\u221a": "\\sqrt ",
     "\u00b0": "",  # degree sign
+    "\u2264": "\\le ",
+    "\u2265": "\\ge ",
+    "\u2260": "\\ne ",
+    "\u00b1": "\\pm ",
+    "\u2205": "\\emptyset ",
+    "\u00b2": "^2",
+    "\u00b3": "^3",
+    "\u20ac": "",  # euro
+    "\u00a3": "",  # pound
+    "\u00a5": "",  # yen
+    "\u00a0": " ",
 }
+# `\\le`, `\\frac` in text that was escaped twice (JSON, Python sources): one backslash.
+_DOUBLE_ESCAPE = re.compile(
+    r"\\(?=\\(?:le|leq|ge|geq|lt|gt|ne|neq|frac|dfrac|tfrac|sqrt|pi|infty|cup|cap|in|pm|"
+    r"cdot|times|left|right|text|mathrm|boxed|emptyset|varnothing|circ|%|\$)(?![A-Za-z]))"
+)
+# Digit grouping in LaTeX: `1{,}000`, `1,\\!000`, `14 {, }916` -> `1,000`; `1\\,000` -> `1000`.
+_GROUP_COMMA = re.compile(r"(?<=\d)\s*(?:\{\s*,\s*\}|,\s*(?:\\[!,;: ]|\{\s*\})\s*)(?=\d{3}(?!\d))")
+_GROUP_SPACE = re.compile(r"(?<=\d)(?:\\[,;: !]|~|\\thinspace(?![A-Za-z]))+(?=\d{3}(?!\d))")
+_SPACED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
+_REPEATING = re.compile(r"(?<!\d)(\d*)\.(\d*)\\(?:overline|bar|dot)\s*\{?(\d+)\}?")
+_APPROX = re.compile(r"\\approx(?![A-Za-z])|\\simeq(?![A-Za-z])|\u2248")
+_AND_LIST = re.compile(
+    r"(?<=[\d}\)\]])\s*,?\s*\band\b\s*(?=[-+\d\\(\[{]|[A-Za-z]\w*(?:_\{?\w+\}?)?\s*=)"
+)
+_GLUED_UNIT = re.compile(
+    r"(?<=\d)\s*(?:(?:cm|mm|km|kg|mg|ml|mL|ft|yd|min|hrs?|lbs?|oz|sec)(?:\^\{?[23]\}?)?"
+    r"|[mgsL]\^\{?[23]\}?)$"
+)
+_EQUALS_OR_BRACKET = re.compile(r"(?<![<>!:\\])=(?!=)|[(){}\[\]]")
+_VARIABLE = r"\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,8}\}?)?(?:\([a-z]\))?"
+# `x`, `f(x)`, `a_1`, and `V_1:V_2` (a ratio of unknowns) on the left of a chain.
+_LONE_VARIABLE = re.compile(rf"{_VARIABLE}(?:\s*:\s*{_VARIABLE})*\s*")
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _FRAC = re.compile(r"\\[dtc]frac(?![A-Za-z])")
 _BINOM = re.compile(r"\\[dt]binom(?![A-Za-z])")
 _SIZING = re.compile(r"\\(?:left|right|displaystyle|[bB]igg?[lr]?)(?![A-Za-z])")
-_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad(?![A-Za-z])|~")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|~")  # also `\\quadx`
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degrees?(?![A-Za-z])")
 _PERCENT = re.compile(r"\\?%")
 _DOLLAR = re.compile(r"\\?\$")
@@ -38,9 +76,9 @@ _TEXT_UNIT = re.compile(_TEXT_CMD + r"\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?\d\}?
 _TEXT_WRAP = re.compile(_TEXT_CMD + r"\s*\{([^{}]*)\}")
 # Trailing unit words after a number or a closed group: "10 dollars", "3 sq units".
 _WORD_UNIT = re.compile(r"(?<=[\d}).])\s+([A-Za-z]{2,}(?:[ -][A-Za-z]+)*)(?:\^\{?\d\}?)?\s*$")
-_NOT_UNITS = frozenset({"pi", "i", "e"})
+_NOT_UNITS = frozenset({"pi", "i", "e", "am", "pm", "and", "or"})
 _ASSIGNMENT = re.compile(r"^\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?\s*(?:=|\\in(?![A-Za-z]))")
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _SPACE_NOT_BETWEEN_LETTERS = re.compile(r"(?<![A-Za-z]) | (?![A-Za-z])")
 
 
@@ -67,9 +105,62 @@ def _strip_units(s: str) -> str:
     return s
 
 
+def _repeating(match: re.Match[str]) -> str:
+    """`1.2\\overline{34}` -> the exact fraction it denotes."""
+    whole, fixed, period = match.group(1) or "0", match.group(2), match.group(3)
+    if len(fixed) + len(period) > 30:
+        return match.group(0)
+    # x = whole.fixed(period)... = (whole fixed period - whole fixed) / (10^k (10^p - 1))
+    numerator = int(whole + fixed + period) - int(whole + fixed)
+    denominator = (10 ** len(period) - 1) * 10 ** len(fixed)
+    return f"\\frac{{{numerator}}}{{{denominator}}}"
+
+
+def _split_equals(s: str) -> list[str]:
+    """Split on `=` outside braces and brackets (`\\sum_{k=0}` keeps its `=`)."""
+    parts, depth, start = [], 0, 0
+    for match in _EQUALS_OR_BRACKET.finditer(s):
+        ch = match.group(0)
+        if ch in "({[":
+            depth += 1
+        elif ch in ")}]":
+            depth -= 1
+        elif depth == 0:
+            parts.append(s[start : match.start()])
+            start = match.end()
+    parts.append(s[start:])
+    return parts
+
+
+def _last_of_chain(s: str) -> str:
+    """`x = 5+5+1 = 11` -> `11`; `\\frac12 = 0.5` -> `0.5`; `x \\approx 11` -> `11`.
+
+    Only a lone variable on the left or numbers throughout make a chain a value: `a+3z = 0`
+    and `7 = 11a+c` are equations and stay whole.
+    """
+    from ttrl.answers.exact import Unsupported, exact_value  # no cycle: exact imports nothing
+
+    approx = _APPROX.split(s)
+    if len(approx) > 1:
+        s = approx[1] if _LONE_VARIABLE.fullmatch(approx[0].strip()) else approx[0]
+    if "," in s or ";" in s:
+        return s
+    parts = _split_equals(s)
+    if len(parts) < 2 or not parts[-1].strip():
+        return s
+    if _LONE_VARIABLE.fullmatch(parts[0].strip()):
+        return parts[-1]
+    try:
+        for part in parts:
+            exact_value(part.strip())
+    except Unsupported:
+        return s
+    return parts[-1]
+
+
 def _strip_assignment(s: str) -> str:
     match = _ASSIGNMENT.match(s)
-    if match:
+    if match and match.group(0).count("{") == match.group(0).count("}"):
         rest = s[match.end() :]
         if rest.strip() and "=" not in rest:
             return rest
@@ -86,7 +177,10 @@ def clean(answer: str) -> str:
     for char, repl in _UNICODE.items():
         if char in s:
             s = s.replace(char, repl)
+    s = _DOUBLE_ESCAPE.sub("", s)
     s = _strip_delimiters(s)
+    s = _GROUP_COMMA.sub(",", s)
+    s = _GROUP_SPACE.sub("", s)
     s = _FRAC.sub(r"\\frac", s)
     s = _BINOM.sub(r"\\binom", s)
     s = _SIZING.sub("", s)
@@ -94,7 +188,7 @@ def clean(answer: str) -> str:
     s = _DEGREES.sub("", s)
     s = _PERCENT.sub("", s)
     s = _DOLLAR.sub("", s)
-    s = s.replace("{,}", "")
+    s = s.replace("{,}", ",")
     s = _strip_units(s)
     # Unwrap the remaining text commands; bounded passes handle nesting like \textbf{\text{B}}.
     for _ in range(4):
@@ -102,11 +196,16 @@ def clean(answer: str) -> str:
         if unwrapped == s:
             break
         s = unwrapped
+    s = _REPEATING.sub(_repeating, s)
+    s = _AND_LIST.sub(", ", s)
+    s = _last_of_chain(s.strip())
     s = _strip_assignment(s.strip())
     s = _strip_units(s)
+    s = _GLUED_UNIT.sub("", s.strip())
     s = re.sub(r"\s+", " ", s).strip()
-    s = _SPACE_NOT_BETWEEN_LETTERS.sub("", s)
     s = s.rstrip(".,;").strip()
-    if _THOUSANDS.fullmatch(s):
-        s = s.replace(",", "")
+    # Thousands are decided before spaces go: `32, 349` is a list, `32,349` one number.
+    if _THOUSANDS.fullmatch(s) or _SPACED_THOUSANDS.fullmatch(s):
+        s = s.replace(",", "").replace(" ", "")
+    s = _SPACE_NOT_BETWEEN_LETTERS.sub("", s)
     return s

@@ -47,8 +47,21 @@ def _parse(text: str) -> list:
     return parse(f"${text}$", extraction_config=[LatexExtractionConfig()], parsing_timeout=None)
 
 
-def canonical_form(text: str) -> tuple[str, str] | None:
+def _degenerate(value: Any) -> bool:
+    """zoo / nan anywhere (`1:00` parses as 1/0, `\\frac{0}{0}` as nan): not a value at all."""
+    import sympy
+
+    try:
+        return bool(value.has(sympy.zoo, sympy.nan))
+    except Exception:  # noqa: BLE001 - an object sympy cannot search is not degenerate
+        return False
+
+
+def canonical_form(text: str) -> tuple[str, str] | str | None:
     """(LaTeX, srepr) of the normal form of `text`'s sympy value, or None if it does not parse.
+
+    "degenerate" when the value is or contains zoo / nan (division by zero, `12:00` read as
+    12/0): such answers keep their own string key, so two of them never share a key.
 
     Constants are simplified (denominators rationalised, powers evaluated: `1/(1+sqrt 2)` ->
     `sqrt 2 - 1`), which is what lets them reach an exact key. Expressions with symbols are
@@ -62,12 +75,16 @@ def canonical_form(text: str) -> tuple[str, str] | None:
     if not parsed or not isinstance(parsed[0], sympy.Basic | sympy.MatrixBase):
         return None
     value = parsed[0]
+    if _degenerate(value):
+        return "degenerate"
     if isinstance(value, sympy.Expr):
         # doit: the parser builds unevaluated trees (`x + x`); either step can fail on
         # unusual objects the parser returns, which are then kept as parsed.
         with contextlib.suppress(Exception):
             value = value.doit()
             value = sympy.expand(value) if value.free_symbols else sympy.simplify(value)
+    if _degenerate(value):
+        return "degenerate"
     return sympy.latex(value), sympy.srepr(value)
 
 
@@ -76,7 +93,7 @@ def verify_both(a: str, b: str) -> bool:
     from math_verify import verify
 
     pa, pb = _parse(a), _parse(b)
-    if not pa or not pb:
+    if not pa or not pb or _degenerate(pa[0]) or _degenerate(pb[0]):
         return False
     return verify(pa, pb, timeout_seconds=None) and verify(pb, pa, timeout_seconds=None)
 

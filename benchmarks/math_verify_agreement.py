@@ -100,7 +100,18 @@ def main() -> int:
     agree = [r for r in rows if r[2] == r[3]]
     right = [r for r in rows if r[2] == bool(r[1]["expected"])]
     mv_right = [r for r in rows if r[3] == bool(r[1]["expected"])]
-    false_merges = [r for r in rows if r[2] and not r[1]["expected"]]
+    # A pair the suite grades both ways with opposite verdicts (math-verify's set/relation
+    # comparison depends on which side is the gold): a symmetric relation must disagree with
+    # one of the two, so such a case is reported apart, not counted as a false merge.
+    verdicts = {(c["gold"], c["pred"]): c["expected"] for c in data["cases"]}
+
+    def order_dependent(case: dict) -> bool:
+        mirror = verdicts.get((case["pred"], case["gold"]))
+        return mirror is not None and mirror != case["expected"]
+
+    merged = [r for r in rows if r[2] and not r[1]["expected"]]
+    false_merges = [r for r in merged if not order_dependent(r[1])]
+    asymmetric = [r for r in merged if order_dependent(r[1])]
     merges_mv_rejects = [r for r in rows if r[2] and not r[3]]
     which = "all" if args.all else "default-settings"
     print(f"{n} {which} cases from Math-Verify 0.9.0's tests")
@@ -108,6 +119,10 @@ def main() -> int:
     print(f"ttrl matches expected verdict   {len(right)}/{n} = {len(right) / n:.1%}")
     print(f"math-verify matches expected    {len(mv_right)}/{n} = {len(mv_right) / n:.1%}")
     print(f"false merges (ttrl equal, suite expects different): {len(false_merges)}")
+    print(
+        f"  + {len(asymmetric)} equal where the suite's verdict depends on argument order "
+        + ", ".join(f"#{r[0]}" for r in asymmetric)
+    )
     print(f"ttrl equal where math-verify says different:        {len(merges_mv_rejects)}")
     print(
         f"time: ttrl {t_ttrl:.2f} s, math-verify {t_mv:.2f} s; ttrl sympy timeouts "

@@ -12,6 +12,7 @@ Tiers, cheapest first:
 """
 
 import re
+from fractions import Fraction
 from math import gcd
 from typing import NamedTuple
 
@@ -55,17 +56,30 @@ _NO_SOLUTION = re.compile(
     r"|(?:the )?empty set)",
     re.IGNORECASE,
 )
-_RELATION = re.compile(
-    r"\\(?:leq?(?:slant)?|geq?(?:slant)?|lt|gt|neq?)(?![A-Za-z])|<=|>=|!=|<|>"
-)
+_RELATION = re.compile(r"\\(?:leq?(?:slant)?|geq?(?:slant)?|lt|gt|neq?)(?![A-Za-z])|<=|>=|!=|<|>")
 _REL_KIND = {
-    "<": "<", "\\lt": "<", "<=": "<=", "\\le": "<=", "\\leq": "<=", "\\leqslant": "<=",
-    ">": ">", "\\gt": ">", ">=": ">=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=",
-    "!=": "!=", "\\ne": "!=", "\\neq": "!=",
+    "<": "<",
+    "\\lt": "<",
+    "<=": "<=",
+    "\\le": "<=",
+    "\\leq": "<=",
+    "\\leqslant": "<=",
+    ">": ">",
+    "\\gt": ">",
+    ">=": ">=",
+    "\\ge": ">=",
+    "\\geq": ">=",
+    "\\geqslant": ">=",
+    "!=": "!=",
+    "\\ne": "!=",
+    "\\neq": "!=",
 }
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "!=": "!="}
 # The unknown of an inequality: `x`, `-x`, `a_1`, `f(x)`, `|z|` is not (two-sided).
 _UNKNOWN = re.compile(r"(-?)(\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?(?:\([A-Za-z]\))?)")
+_ABS = re.compile(
+    r"\|\s*\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?\s*\||\\lvert\s*[A-Za-z]\s*\\rvert"
+)
 _ROOT_NAME = re.compile(r"_\{?[0-9]{1,3}\}?$")  # x_1, x_{2}: roots of one unknown x
 _EQUATION_ITEM = re.compile(r"(\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?)=(.+)")
 
@@ -215,6 +229,44 @@ def _interval(op: str, bound: str) -> Key:
     return Key("seq", ("(" if op == ">" else "[") + f"{bound},oo)")
 
 
+def _rational_bound(text: str) -> Fraction | None:
+    try:
+        value = exact_value(text)
+    except Unsupported:
+        return None
+    if not value:
+        return Fraction(0)
+    return value.get((1, 0)) if set(value) == {(1, 0)} else None
+
+
+def _absolute(kinds: list[str], bounds: list[str]) -> Key | None:
+    """`|x| \\le 2` -> `[-2,2]`, `1 \\le |z| \\le 3/2` -> `[-3/2,-1] U [1,3/2]` (rational ends)."""
+    values = [_rational_bound(b) for b in bounds]
+    if any(v is None or v < 0 for v in values):
+        return None
+
+    def fmt(q: Fraction) -> str:
+        return format_value({(1, 0): q} if q else {})
+
+    if len(kinds) == 1:
+        op, b = kinds[0], values[0]
+        if op in ("<", "<="):
+            close = ")" if op == "<" else "]"
+            return Key("seq", ("(" if op == "<" else "[") + f"{fmt(-b)},{fmt(b)}" + close)  # type: ignore[operator,arg-type]
+        if op in (">", ">="):
+            o, c = ("(", ")") if op == ">" else ("[", "]")
+            parts = [f"(-oo,{fmt(-b)}{c}", f"{o}{fmt(b)},oo)"]  # type: ignore[operator,arg-type]
+            return Key("union", " U ".join(sorted(parts)))
+        return None
+    (lo_op, hi_op), (a, b) = kinds, values
+    if lo_op not in ("<", "<=") or hi_op not in ("<", "<=") or not a < b:  # type: ignore[operator]
+        return None
+    o, c = ("(" if lo_op == "<" else "["), (")" if hi_op == "<" else "]")
+    rev_o, rev_c = ("(" if hi_op == "<" else "["), (")" if lo_op == "<" else "]")
+    parts = [f"{rev_o}{fmt(-b)},{fmt(-a)}{rev_c}", f"{o}{fmt(a)},{fmt(b)}{c}"]  # type: ignore[operator,arg-type]
+    return Key("union", " U ".join(sorted(parts)))
+
+
 def _inequality(text: str) -> Key | None:
     """`x \\le 4` -> `(-oo,4]`, `-2 \\le x < 7` -> `[-2,7)`, `5 \\geq x`, `-x > -1`: the
     solution set, so an inequality and its interval are one answer."""
@@ -229,6 +281,11 @@ def _inequality(text: str) -> Key | None:
     if len(parts) == 2:
         left, right = parts
         op = kinds[0]
+        if _ABS.fullmatch(left) or _ABS.fullmatch(right):
+            if _ABS.fullmatch(right):
+                op, left = _FLIP[op], right  # type: ignore[index]
+                right = parts[0]
+            return _absolute([op], [right])  # type: ignore[list-item]
         unknown, bound = (left, right) if _UNKNOWN.fullmatch(left) else (right, left)
         if unknown is right:
             op = _FLIP[op]  # type: ignore[index]
@@ -242,6 +299,10 @@ def _inequality(text: str) -> Key | None:
                 return None
         return _interval(op, value)  # type: ignore[arg-type]
     low, unknown, high = parts
+    if _ABS.fullmatch(unknown):
+        if kinds[0] in (">", ">="):
+            low, high, kinds = high, low, [_FLIP[kinds[1]], _FLIP[kinds[0]]]  # type: ignore[index]
+        return _absolute(kinds, [low, high])  # type: ignore[arg-type]
     if _UNKNOWN.fullmatch(unknown) is None or _UNKNOWN.fullmatch(unknown).group(1):  # type: ignore[union-attr]
         return None
     if _bound(unknown) is not None:

@@ -58,6 +58,7 @@ _GLUED_UNIT = re.compile(
     r"(?<=\d)\s*(?:(?:cm|mm|km|kg|mg|ml|mL|ft|yd|min|hrs?|lbs?|oz|sec)(?:\^\{?[23]\}?)?"
     r"|[mgsL]\^\{?[23]\}?)$"
 )
+_COMMAND = re.compile(r"\\[A-Za-z]+|\b(?:pi|e|i)\b")
 _EQUALS_OR_BRACKET = re.compile(r"(?<![<>!:\\])=(?!=)|[(){}\[\]]")
 _VARIABLE = r"\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,8}\}?)?(?:\([a-z]\))?"
 # `x`, `f(x)`, `a_1`, and `V_1:V_2` (a ratio of unknowns) on the left of a chain.
@@ -149,7 +150,7 @@ def _last_of_chain(s: str) -> str:
     if len(parts) < 2 or not parts[-1].strip():
         return s
     if _LONE_VARIABLE.fullmatch(parts[0].strip()):
-        return parts[-1]
+        return parts[-1] if _is_value(parts[-1]) else s
     try:
         for part in parts:
             exact_value(part.strip())
@@ -158,11 +159,16 @@ def _last_of_chain(s: str) -> str:
     return parts[-1]
 
 
+def _is_value(s: str) -> bool:
+    """No unknowns: `y = 2x+1` is an equation (a line) for sympy, `y = 2\\sqrt3` a value."""
+    return not re.search(r"[A-Za-z]", _COMMAND.sub("", s)) or "," in s
+
+
 def _strip_assignment(s: str) -> str:
     match = _ASSIGNMENT.match(s)
     if match and match.group(0).count("{") == match.group(0).count("}"):
         rest = s[match.end() :]
-        if rest.strip() and "=" not in rest:
+        if rest.strip() and "=" not in rest and ("\\in" in match.group(0) or _is_value(rest)):
             return rest
     return s
 

@@ -23,6 +23,7 @@ Sphere 3 hours ago." -> `3`), else the words themselves ("Evelyn"). Every scan i
 """
 
 import re
+from itertools import pairwise
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _MAX_BOXES = 64  # only the last boxes can form the answer; bounds work on hostile input
@@ -61,6 +62,8 @@ _CONNECTOR = re.compile(
     r"\\text\{[^{}$]{0,40}\}|\\(?:q?quad|[,;:! ]|\\|hline)(?![A-Za-z])"
     r"|\$|\\[()\[\]]|\b(?:and|or)\b|[\s,;&.~]"
 )
+_UNIT_GAP = re.compile(r"[ \t]*([A-Za-z]{3,12})[ \t]*(?:,|\band\b)[ \t]*")
+_NOT_A_UNIT = frozenset({"not", "wait", "nope", "actually", "rather", "sorry", "oops", "but"})
 _GAP_ASSIGNMENT = re.compile(r"\\?[A-Za-z]{1,6}(?:_\{?[A-Za-z0-9]{1,4}\}?)?\s*=\s*$")
 _WORDY = re.compile(r"[A-Za-z]{3,}")
 
@@ -119,9 +122,17 @@ def _is_connector(gap: str) -> bool:
     return not _CONNECTOR.sub("", gap) and "\n\n" not in gap and len(gap) <= 80
 
 
+def _is_box_gap(gap: str) -> bool:
+    """Only connectors, or a unit word and a connector (`\\boxed{1} papers and \\boxed{2}`)."""
+    if _is_connector(gap):
+        return True
+    unit = _UNIT_GAP.fullmatch(gap)
+    return unit is not None and unit.group(1).lower() not in _NOT_A_UNIT
+
+
 def _box_answer(text: str, boxes: list[tuple[int, int, str | None]]) -> tuple[int, str | None]:
     """(position, answer) of the last box group: boxes joined by connectors are one answer."""
-    start, end, content = boxes[-1]
+    start, _, content = boxes[-1]
     if content is None:
         return start, None
     group = [content]
@@ -132,7 +143,7 @@ def _box_answer(text: str, boxes: list[tuple[int, int, str | None]]) -> tuple[in
         assignment = _GAP_ASSIGNMENT.search(gap)
         if assignment:
             gap = gap[: assignment.start()]
-        if prev_content is None or not _is_connector(gap):
+        if prev_content is None or not _is_box_gap(gap):
             break
         group.append(prev_content)
         before = _GAP_ASSIGNMENT.search(text[max(0, prev_start - 20) : prev_start])
@@ -266,7 +277,7 @@ def _statement_answer(statement: str) -> str | None:
         spans = after
     if len(spans) == 1:
         return _tidy(spans[0][2]) or None
-    between = [outside[a[1] : b[0]] for a, b in zip(spans, spans[1:], strict=False)]
+    between = [outside[a[1] : b[0]] for a, b in pairwise(spans)]
     if all(_is_connector(gap) for gap in between):
         return ", ".join(_tidy(sp[2]) for sp in spans if _tidy(sp[2])) or None
     return _tidy(spans[-1][2]) or None

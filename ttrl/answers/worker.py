@@ -53,7 +53,7 @@ def _degenerate(value: Any) -> bool:
 
     try:
         return bool(value.has(sympy.zoo, sympy.nan))
-    except Exception:  # noqa: BLE001 - an object sympy cannot search is not degenerate
+    except Exception:  # an object sympy cannot search is not degenerate
         return False
 
 

@@ -1,11 +1,17 @@
-"""Benchmark: one 64-answer vote, ttrl.answers.vote vs naive pairwise math-verify clustering.
+"""Benchmark: one 64-completion vote, ttrl's extract + vote vs pairwise math-verify.
 
 Each synthetic problem has a true answer and a few wrong ones, each written in the
 spellings models use (`\\frac{1}{2}`, `1/2`, `0.5`, `x = 3`, `2\\sqrt{2}` vs `\\sqrt{8}`, ...),
-plus rollouts with no answer. A share of problems have symbolic answers (polynomials),
-which need the sympy worker. The baseline parses every answer with math-verify and puts
-each into the first cluster whose representative it `verify`s with (both directions), the
-way a grader without canonical keys clusters. Both must produce the same partition.
+inside full completions in the styles real models write (mostly Qwen-style `\\boxed{}`, also
+R1 `<think>` drafts, Minerva "Final Answer: The final answer is $X$.", GSM8K `#### X`
+followed by the next question), plus completions cut off before their answer. A share of
+problems have symbolic answers (polynomials), which need the sympy worker. The baseline
+parses every completion with math-verify and puts each into the first cluster whose
+representative it `verify`s with (both directions), the way a grader without canonical keys
+clusters; it is given the GSM8K completions without their next question (left in, math-verify
+reads its last number: `#### 2941` then "buys 5 more" is `5`). The partitions must be the
+same, except for the cut-off completions, whose draft answer math-verify reads and ttrl
+does not (they are left out of the comparison).
 
     .venv/bin/python benchmarks/vote.py [--problems 40] [--symbolic-share 0.1] [--seed 0]
 """
@@ -13,11 +19,12 @@ way a grader without canonical keys clusters. Both must produce the same partiti
 import argparse
 import logging
 import random
+import re
 import statistics
 import time
 from fractions import Fraction
 
-from ttrl.answers import vote, warm_up
+from ttrl.answers import extract, vote, warm_up
 
 N_ROLLOUTS = 64
 
@@ -83,6 +90,34 @@ def _value(rng: random.Random, symbolic: bool) -> list[str]:
     return _tuple_spellings(rng.randint(-9, 9), rng.randint(-9, 9))
 
 
+_WORK = (
+    "We first collect the terms and simplify the expression step by step. "
+    "Substituting the values gives the equation above, and checking the cases confirms it. "
+)
+
+
+def completion(rng: random.Random, answer: str | None) -> str:
+    """A full completion stating `answer` in one of the styles real models use."""
+    work = _WORK * rng.randint(2, 6)
+    if answer is None:  # cut off: inside the thinking, or inside the last box
+        if rng.random() < 0.5:
+            return f"<think>\n{work}so maybe \\boxed{{3}}? Let me re-check the"
+        return f"{work}Therefore the answer is $\\boxed{{\\frac{{1}}{{"
+    style = rng.random()
+    if style < 0.7:
+        return f"{work}Therefore, the final answer is $\\boxed{{{answer}}}$."
+    if style < 0.8:
+        return (
+            f"<think>\n{work}Maybe \\boxed{{7}}? No, recompute.\n{work}</think>\n\n"
+            f"{work}So the answer is \\(\\boxed{{{answer}}}\\)."
+        )
+    if style < 0.9:
+        return f"{work}Final Answer: The final answer is ${answer}$. I hope it is correct."
+    if re.fullmatch(r"-?\d+", answer):
+        return f"{work}\n#### {answer}\n\nQuestion: A farmer has 17 sheep and buys 5 more."
+    return f"{work}The answer is ${answer}$."
+
+
 def make_problem(rng: random.Random, symbolic: bool) -> list[str | None]:
     """64 rollout answers: a majority value, 2-4 wrong values, a few unanswered."""
     values = [_value(rng, symbolic) for _ in range(rng.randint(3, 5))]
@@ -96,18 +131,17 @@ def make_problem(rng: random.Random, symbolic: bool) -> list[str | None]:
     return answers
 
 
-def pairwise_clusters(answers: list[str | None]) -> list[int | None]:
-    """Baseline: parse each answer, compare to each cluster representative with verify."""
-    from math_verify import LatexExtractionConfig, parse, verify
+def pairwise_clusters(texts: list[str]) -> list[int | None]:
+    """Baseline: parse each completion, compare to each cluster representative with verify."""
+    from math_verify import parse, verify
 
-    config = [LatexExtractionConfig()]
     reps: list[list] = []
     labels: list[int | None] = []
-    for answer in answers:
-        if answer is None:
+    for text in texts:
+        parsed = parse(text, parsing_timeout=None)
+        if not parsed:
             labels.append(None)
             continue
-        parsed = parse(f"${answer}$", config, parsing_timeout=None)
         for i, rep in enumerate(reps):
             if verify(rep, parsed, timeout_seconds=None) and verify(
                 parsed, rep, timeout_seconds=None
@@ -136,31 +170,38 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # math-verify warns that its own timeout is off
     rng = random.Random(args.seed)
-    problems = [
-        (sym, make_problem(rng, sym))
-        for sym in (rng.random() < args.symbolic_share for _ in range(args.problems))
-    ]
+    problems = []
+    for symbolic in [rng.random() < args.symbolic_share for _ in range(args.problems)]:
+        answers = make_problem(rng, symbolic)
+        problems.append((symbolic, answers, [completion(rng, a) for a in answers]))
     warm_up()
-    pairwise_clusters(["1", r"\frac{1}{2}"])  # warm the baseline's parser too
+    pairwise_clusters(["$1$", r"\boxed{\frac{1}{2}}"])  # warm the baseline's parser too
 
     ours, base, ours_symbolic = [], [], []
-    for symbolic, answers in problems:
+    for symbolic, answers, texts in problems:
         start = time.perf_counter()
-        result = vote(answers)
+        result = vote([extract(t) for t in texts])
         elapsed = time.perf_counter() - start
         ours.append(elapsed)
         if symbolic:
             ours_symbolic.append(elapsed)
         start = time.perf_counter()
-        labels = pairwise_clusters(answers)
+        labels = pairwise_clusters([t.split("\n\nQuestion:")[0] for t in texts])
         base.append(time.perf_counter() - start)
-        if _partition(list(result.membership)) != _partition(labels):
+        answered = [a is not None for a in answers]
+        if [m is not None for m in result.membership] != answered:
+            raise SystemExit(f"ttrl missed or invented an answer in {texts}")
+        kept = [label if ok else None for label, ok in zip(labels, answered, strict=True)]
+        if _partition(list(result.membership)) != _partition(kept):
             raise SystemExit(f"cluster mismatch on {answers}")
 
     med_ours, med_base = statistics.median(ours), statistics.median(base)
     n_sym = len(ours_symbolic)
-    print(f"{len(problems)} problems x {N_ROLLOUTS} answers ({n_sym} symbolic); same clusters")
-    for name, times in (("ttrl.answers.vote", ours), ("pairwise verify", base)):
+    print(
+        f"{len(problems)} problems x {N_ROLLOUTS} completions ({n_sym} symbolic); "
+        "same clusters as pairwise math-verify"
+    )
+    for name, times in (("ttrl extract+vote", ours), ("pairwise verify", base)):
         median, mean = statistics.median(times) * 1e3, statistics.mean(times) * 1e3
         print(f"{name:<20}  median {median:8.2f} ms   mean {mean:8.2f} ms")
     if ours_symbolic:

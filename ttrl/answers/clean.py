@@ -215,3 +215,29 @@ def clean(answer: str) -> str:
         s = s.replace(",", "").replace(" ", "")
     s = _SPACE_NOT_BETWEEN_LETTERS.sub("", s)
     return s
+
+
+_DISPLAY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{(.*)\}", re.DOTALL)
+
+
+def display(answer: str) -> str:
+    """The answer as a person reads it: layout gone, meaning kept (units, `x =`, `\\pi`).
+
+    The vote label: `$\\boxed{\\dfrac{1}{2}}$.` -> `\\frac{1}{2}`, `\\$1,\\!250` -> `\\$1,250`,
+    `\\left( 3, \\frac{\\pi}{2} \\right)` -> `(3, \\frac{\\pi}{2})`.
+    """
+    s = answer.replace("\u2212", "-")
+    s = _DOUBLE_ESCAPE.sub("", s)
+    s = _strip_delimiters(s.strip().rstrip(".,;").strip())
+    box = _DISPLAY_BOX.fullmatch(s)
+    if box:
+        s = _strip_delimiters(box.group(1))
+    s = _GROUP_COMMA.sub(",", s)
+    s = _FRAC.sub(r"\\frac", s)
+    s = _BINOM.sub(r"\\binom", s)
+    s = _SIZING.sub("", s)
+    s = re.sub(r"(?<!\\)\\[,;:! ]|\\q?quad(?![A-Za-z])|~", " ", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"([(\[]) ", r"\1", s)
+    s = re.sub(r" ([)\],])", r"\1", s)
+    return s.rstrip(".,;").strip() or answer.strip()

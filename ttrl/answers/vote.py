@@ -17,14 +17,14 @@ from itertools import combinations
 
 from ttrl.answers.bounded import SymbolicUnavailable, get_config, pool
 from ttrl.answers.canonical import EXACT_KINDS, MERGEABLE_KINDS, Key, canonical
-from ttrl.answers.clean import clean
+from ttrl.answers.clean import clean, display
 
 
 @dataclass(frozen=True)
 class Vote:
     """Outcome of one vote over N rollouts (N counts rollouts with no answer too)."""
 
-    label: str | None  # most frequent spelling in the winning cluster
+    label: str | None  # most frequent spelling in the winning cluster, layout removed
     label_key: Key | None
     count: int  # rollouts in the winning cluster
     n: int
@@ -128,8 +128,9 @@ def vote(answers: Sequence[str | None]) -> Vote:
     if not ranked:
         return Vote(None, None, 0, n, 0, False, tuple(keys), membership, ())
     winner = ranked[0]
-    spelled = Counter(a for a, m in zip(answers, membership, strict=True) if m == 0)
-    label = max(spelled, key=lambda a: (spelled[a], -answers.index(a)))
+    shown = [display(a) for a, m in zip(answers, membership, strict=True) if m == 0]  # type: ignore[arg-type]
+    spelled = Counter(shown)
+    label = max(spelled, key=lambda a: (spelled[a], -shown.index(a)))
     return Vote(
         label=label,
         label_key=group_keys[winner],

@@ -6,6 +6,7 @@ reap expired ones, beat the heart, prune old rollout texts and raise the update 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -103,6 +104,11 @@ def _systemic_kind(exc: BaseException) -> bool:
     return not isinstance(exc, ValueError | TypeError)
 
 
+class _NoSkippedRuns(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
 class Service:
     """``ttrl serve``: construct with the effective settings, then :meth:`run`."""
 
@@ -177,7 +183,8 @@ class Service:
                     # (their leases expire). Keep the process and retry with backoff.
                     keep = {c.id for c, _ in self.pending[0]} if self.pending else set()
                     self.in_flight = [i for i in self.in_flight if i in keep]
-                    self.stopping.wait(self._database_down(exc, "claiming"))
+                    # The outage began when the failing call did (a hung one waited first).
+                    self.stopping.wait(self._database_down(exc, "claiming", self.progress_at))
                     continue
                 sd_notify(status=self._status_line())
                 if not worked:
@@ -580,22 +587,27 @@ class Service:
         (Claims whose lease ran out meanwhile and were taken over drop alone, see
         :meth:`_write_votes`.)"""
         while True:
+            began = time.monotonic()
             try:
                 with transaction(self.db) as conn:
                     result = write(conn)
                 self._database_back()
                 return result
             except OperationalError as exc:
-                wait = self._database_down(exc, f"writing {what}")
+                wait = self._database_down(exc, f"writing {what}", began)
             # Stopping does not drop the work: the grace timer bounds the wait.
             time.sleep(wait)
 
-    def _database_down(self, exc: OperationalError, doing: str) -> float:
+    def _database_down(
+        self, exc: OperationalError, doing: str, began: float | None = None
+    ) -> float:
         """Log the outage (an error once it is older than ``daemon.outage_alert_s``), keep the
-        watchdog fed (the process is alive and retrying), return the backoff in seconds."""
+        watchdog fed (the process is alive and retrying), return the backoff in seconds. The
+        outage counts from ``began``, when the failing call started: a connection that hung
+        until it was cut or timed out was down all that time, like a refused one."""
         now = time.monotonic()
         if self.outage_since is None:
-            self.outage_since = now
+            self.outage_since = min(now, began) if began is not None else now
         down = now - self.outage_since
         wait = min(30.0, 1.0 + down / 2)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -920,6 +932,9 @@ class Service:
     # -- scheduled jobs --------------------------------------------------------------------
 
     def _start_jobs(self) -> None:
+        # A job still waiting on a hung database when its next run is due is skipped: said
+        # once by the outage lines, not by APScheduler every second.
+        logging.getLogger("apscheduler.scheduler").addFilter(_NoSkippedRuns())
         s, d = self.scheduler, self.d
         # A busy CPU delays jobs; APScheduler would drop a run over 1 s late by default.
         late = {"misfire_grace_time": None, "coalesce": True}
@@ -939,12 +954,13 @@ class Service:
             s.add_job(self.guard_due.set, "interval", seconds=self.g.every_s, id="guard", **late)
         s.start()
 
-    @staticmethod
-    def _db_job(job: Callable[[], None]) -> Callable[[], None]:
+    def _db_job(self, job: Callable[[], None]) -> Callable[[], None]:
         """A scheduled job that needs the database skips its run during an outage, quietly:
         the main loop reports the outage (one clear line per retry, not a traceback per job)."""
 
         def run() -> None:
+            if self.outage_since is not None:
+                return  # the main loop retries; a job would only wait on the same outage
             try:
                 job()
             except OperationalError as exc:

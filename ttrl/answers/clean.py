@@ -71,9 +71,12 @@ _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|~")  # also `\\quadx`
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degrees?(?![A-Za-z])")
 _PERCENT = re.compile(r"\\?%")
 _DOLLAR = re.compile(r"\\?\$")
-_TEXT_CMD = r"\\(?:text|textrm|textbf|textit|mbox|mathrm|mathbf|mathit|boldsymbol|operatorname)"
+_TEXT_CMD = (
+    r"\\(?:text|textrm|textbf|textit|textnormal|textsf|texttt|mbox|mathrm|mathbf|mathit|"
+    r"mathsf|mathtt|boldsymbol|operatorname)"
+)
 # A trailing unit in a text command, after some math: `10\text{ cm}`, `5\mbox{ m}^2`.
-_TEXT_UNIT = re.compile(_TEXT_CMD + r"\s*\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?\d\}?)?\s*$")
+_TEXT_UNIT = re.compile(_TEXT_CMD + r"\s*\{\s*([A-Za-z][A-Za-z .]*)\}(?:\^\{?\d\}?)?\s*$")
 _TEXT_WRAP = re.compile(_TEXT_CMD + r"\s*\{([^{}]*)\}")
 # Trailing unit words after a number or a closed group: "10 dollars", "3 sq units".
 _WORD_UNIT = re.compile(r"(?<=[\d}).])\s+([A-Za-z]{2,}(?:[ -][A-Za-z]+)*)(?:\^\{?\d\}?)?\s*$")
@@ -97,11 +100,13 @@ def _strip_delimiters(s: str) -> str:
 
 
 def _strip_units(s: str) -> str:
-    head = _TEXT_UNIT.sub("", s)
-    if head.strip() and head != s and re.search(r"[\d}]\s*$", head):
-        s = head
+    unit = _TEXT_UNIT.search(s)
+    if unit and unit.group(1).replace(".", "").strip().lower() not in _NOT_UNITS:
+        head = s[: unit.start()]
+        if head.strip() and re.search(r"[\d}]\s*$", head):
+            s = head
     words = _WORD_UNIT.search(s)
-    if words and words.group(1).lower() not in _NOT_UNITS:
+    if words and words.group(1).replace(".", "").lower() not in _NOT_UNITS:
         s = s[: words.start()]
     return s
 

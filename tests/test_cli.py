@@ -209,3 +209,61 @@ def test_status_into_a_pipe_is_not_squeezed_into_80_columns(fresh_sqlite_url: st
     )
     assert r.returncode == 0, r.stderr
     assert "tokens/rollout" in r.stdout and "75.1s" in r.stdout and "…" not in r.stdout
+
+
+def test_requeue_by_status_batch_and_error(db_url: str) -> None:
+    """`ttrl requeue` is the operator's retry (only a Python function before)."""
+    assert ttrl("db", "upgrade", db=db_url).returncode == 0
+    engine = make_engine(db_url)
+    from ttrl.db import queue
+
+    with transaction(engine) as conn:
+        queue.enqueue(
+            conn,
+            [queue.NewProblem(f"p{i}", batch="a" if i < 4 else "b") for i in range(6)],
+        )
+        claimed = queue.claim(conn, 6, "w", 60)
+        for c in claimed[:3]:
+            queue.fail(conn, c.id, "w", "generation failed: CUDA out of memory", 1)
+        queue.fail(conn, claimed[3].id, "w", "generation failed: prompt too long", 1)
+        queue.complete_pass(conn, claimed[4].id, "w", "1", 1.0, 0)
+        queue.fail(conn, claimed[5].id, "w", "generation failed: CUDA out of memory", 1)
+
+    def statuses() -> dict[str, int]:
+        with transaction(engine, write=False) as conn:
+            rows = conn.execute(select(Problem.status, func.count()).group_by(Problem.status))
+            return dict(rows.all())
+
+    r = ttrl("requeue", "--batch", "a", "--error", "out of memory", "--dry-run", db=db_url)
+    assert r.returncode == 0 and "would requeue 3 failed problem(s) of batch 'a'" in r.stdout
+    assert statuses() == {"failed": 5, "done": 1}
+    r = ttrl("requeue", "--batch", "a", "--error", "out of memory", db=db_url)
+    assert r.returncode == 0 and "requeued 3" in r.stdout, r.stderr
+    assert statuses() == {"failed": 2, "done": 1, "queued": 3}
+    r = ttrl("requeue", db=db_url)  # every failed one
+    assert "requeued 2" in r.stdout and statuses() == {"done": 1, "queued": 5}
+    r = ttrl("requeue", "--status", "done", db=db_url)  # one more pass
+    assert "requeued 1" in r.stdout and statuses() == {"queued": 6}
+    with transaction(engine, write=False) as conn:
+        again = conn.execute(select(Problem.__table__).where(Problem.id == claimed[4].id)).one()
+    assert (again.passes_wanted, again.passes_done, again.attempts) == (2, 1, 0)
+    bad = ttrl("requeue", "--status", "claimed", db=db_url)
+    assert bad.returncode == 2 and "--status must be one of failed, done" in bad.stderr
+    engine.dispose()
+
+
+def test_config_show_masks_the_database_password() -> None:
+    r = ttrl("config", "show", db="postgresql://ttrl:hunter2@db.internal:5432/ttrl")
+    assert r.returncode == 0, r.stderr
+    assert "db_url: postgresql://ttrl:***@db.internal:5432/ttrl" in r.stdout
+    assert "hunter2" not in r.stdout
+
+
+def test_a_misspelt_ttrl_variable_stops_every_command(fresh_sqlite_url: str) -> None:
+    assert ttrl("db", "upgrade", db=fresh_sqlite_url).returncode == 0
+    typo = {"TTRL_DEAMON__VOTES": "3"}
+    r = ttrl("serve", db=fresh_sqlite_url, env=typo)
+    assert r.returncode == 78 and "TTRL_DEAMON__VOTES" in r.stderr  # systemd: no restart
+    assert "did you mean TTRL_DAEMON__VOTES?" in r.stderr and "Traceback" not in r.stderr
+    r = ttrl("status", db=fresh_sqlite_url, env=typo)
+    assert r.returncode == 2 and "TTRL_DEAMON__VOTES" in r.stderr

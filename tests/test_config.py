@@ -89,3 +89,44 @@ def test_deep_merge() -> None:
 )
 def test_every_shipped_config_is_valid(path: Path) -> None:
     load_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("TTRL_DEAMON__VOTES", "TTRL_DAEMON__VOTES"),
+        ("TTRL_DB_ULR", "TTRL_DB_URL"),
+        ("TTRL_QUEUES__LEASE_S", "TTRL_QUEUE__LEASE_S"),
+    ],
+)
+def test_a_misspelt_ttrl_variable_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, meant: str
+) -> None:
+    """Ignored before: the defaults ran and the command exited 0."""
+    monkeypatch.setenv(name, "3")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert name in str(exc.value) and f"did you mean {meant}?" in str(exc.value)
+
+
+def test_other_ttrl_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "TTRL_TEST_PG_URL",
+        "TTRL_BENCH_PG_URL",
+        "TTRL_CRASH_AT",
+        "TTRL_DATABASE__IO_TIMEOUT_S",
+    ):
+        monkeypatch.setenv(name, "5")
+    assert load_settings().database.io_timeout_s == 5
+
+
+def test_secrets_are_masked_when_shown() -> None:
+    from ttrl.config import masked
+
+    cfg = load_settings(
+        db_url="postgresql://ttrl:hunter2@db:5432/ttrl?sslpassword=pw&sslmode=require"
+    )
+    shown = masked(cfg)
+    assert "hunter2" not in str(shown) and "pw" not in shown["db_url"]
+    assert shown["db_url"] == "postgresql://ttrl:***@db:5432/ttrl?sslmode=require&sslpassword=***"
+    assert cfg.db_url.endswith("sslmode=require")  # the settings themselves are untouched

@@ -122,3 +122,22 @@ def test_csv_without_prompt_column() -> None:
 )
 def test_guess_format(name: str, head: bytes, fmt: str) -> None:
     assert guess_format(name, head) == fmt
+
+
+@pytest.mark.parametrize(
+    ("value", "passes"),
+    [(b"3", 3), (b'"3"', 3), (b"2.0", 2), (b'"2.0"', 2), (b"1e1", 10), (b'" 4 "', 4)],
+)
+def test_integer_fields_follow_one_rule_in_any_spelling(value: bytes, passes: int) -> None:
+    """An integral number is an integer whether written as a number or as text (as CSV
+    must); before, "3" was accepted and 2.0 refused."""
+    parsed = run(b'{"prompt": "x", "passes": ' + value + b"}\n")
+    assert parsed.errors == [] and parsed.problems[0].passes == passes
+    csv_parsed = run(b"prompt,passes\nx," + value.strip(b'"') + b"\n", "csv")
+    assert csv_parsed.errors == [] and csv_parsed.problems[0].passes == passes
+
+
+@pytest.mark.parametrize("value", [b"2.5", b'"2.5"', b"true", b'"two"', b"[1]"])
+def test_non_integers_are_refused_alike(value: bytes) -> None:
+    parsed = run(b'{"prompt": "x", "priority": ' + value + b"}\n")
+    assert not parsed.problems and "'priority' must be an integer" in parsed.errors[0].reason

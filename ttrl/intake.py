@@ -210,17 +210,34 @@ def _optional_text(record: dict[str, Any], key: str, allow_number: bool = False)
 
 
 def _int(record: dict[str, Any], key: str, default: int) -> int:
+    """One rule for every integer field, whatever carries it: an integral number (``3``,
+    ``3.0``, ``3e0``), written as a JSON number or as text (CSV has only text; JSONL may
+    quote it too). ``2.5``, ``"2.5"``, ``true`` and the like are refused the same way."""
     value = record.get(key)
     if value is None or value == "":
         return default
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise InvalidRecord(f"field {key!r} must be an integer, got {_clip(value)}") from None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidRecord(f"field {key!r} must be an integer, not {_kind(value)}")
-    return value
+    shown = value if isinstance(value, str) else getattr(value, "literal", str(value))
+    number: int | float
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                raise InvalidRecord(
+                    f"field {key!r} must be an integer, got {_clip(value)}"
+                ) from None
+    else:
+        number = value
+    if isinstance(number, float):
+        if not (math.isfinite(number) and number.is_integer()):
+            raise InvalidRecord(f"field {key!r} must be an integer, got {_clip(str(shown))}")
+        number = int(number)
+    return number
 
 
 def _meta(record: dict[str, Any]) -> dict[str, Any] | None:

@@ -28,6 +28,9 @@ def _run(engine: Engine, step: Callable[[Config, str], None], revision: str) -> 
     cfg = _alembic_config(engine)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # An index build on a big table may take longer than database.statement_timeout_s.
+                conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
             cfg.attributes["connection"] = conn
             step(cfg, revision)
     except CommandError as exc:  # unknown, or e.g. a downgrade "to" a revision above

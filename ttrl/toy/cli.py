@@ -121,7 +121,7 @@ def eval_command(
         engine = HFEngine(model, device=device, use_chat_template=chat_template)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--model") from None
-    defaults = engine.model.generation_config
+    defaults = engine.generation_defaults
     sampling = SamplingParams(
         temperature=temperature if temperature is not None else (defaults.temperature or 1.0),
         top_p=top_p,

@@ -80,7 +80,8 @@ _UNKNOWN = re.compile(r"(-?)(\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?(?:\([A
 _ABS = re.compile(
     r"\|\s*\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?\s*\||\\lvert\s*[A-Za-z]\s*\\rvert"
 )
-_ROOT_NAME = re.compile(r"_\{?[0-9]{1,3}\}?$")  # x_1, x_{2}: roots of one unknown x
+# x_1, x_{2}: the roots of one unknown (x, z, t, r, lambda). Not a_1, a_2: sequence terms.
+_ROOT_NAME = re.compile(r"^(?:[xzrt]|\\lambda)_\{?[0-9]{1,3}\}?$")
 _EQUATION_ITEM = re.compile(r"(\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?)=(.+)")
 
 
@@ -158,7 +159,8 @@ def _equations(parts: list[str], depth: int) -> Key | None:
     values = _elements(_expand_pm([item.group(2) for item in items]), depth)  # type: ignore[union-attr]
     if values is None:
         return None
-    if len({_ROOT_NAME.sub("", name) for name in names}) == 1:
+    roots = all(_ROOT_NAME.match(name) for name in names) and len({n[0] for n in names}) == 1
+    if roots or len(set(names)) == 1:
         # `p = -1, p = 15/8` or `x_1 = 2, x_2 = 3`: the values of one unknown, a set.
         return Key("set", "{" + ",".join(sorted(set(values))) + "}")
     if len(set(names)) != len(names) or len(values) != len(names):

@@ -236,21 +236,38 @@ def serve(
     raise typer.Exit(code)
 
 
+# The demo's loop ends after DEMO_VERSIONS model versions (about 5 minutes on 2 idle cores),
+# or at DEMO_MINUTES on a host too slow or busy to make them: the same work, any host.
+DEMO_VERSIONS = 100
+DEMO_MINUTES = 30.0
+
+
 @app.command("demo")
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the problems and the sampling.")] = 0,
-    minutes: Annotated[float, typer.Option(help="Time budget of the daemon loop.")] = 5.0,
+    minutes: Annotated[
+        float, typer.Option(help="Time limit of the daemon loop (a busy host's bound).")
+    ] = DEMO_MINUTES,
     problems: Annotated[int, typer.Option(min=1, help="Synthetic problems to learn on.")] = 256,
     max_versions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Stop after this many model versions: the same work on any host, however "
+            "loaded (--minutes bounds the time).",
+        ),
+    ] = DEMO_VERSIONS,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Where the database and checkpoints go (default: a new temp dir, kept)."),
+    ] = None,
+    threads: Annotated[
         int | None,
         typer.Option(
             min=1,
-            help="Also stop after this many model versions: runs of two recipes then compare "
-            "the same amount of work whatever the machine's load.",
+            help="torch CPU threads (default: OMP_NUM_THREADS if set, else half the cores, "
+            "fewer on a loaded host).",
         ),
-    ] = None,
-    workdir: Annotated[
-        Path | None, typer.Option(help="Keep the database and checkpoints here.")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -259,38 +276,51 @@ def demo(
     import json
     import tempfile
 
-    from ttrl.daemon.demo import EVAL_SAMPLES, run_demo
+    from ttrl.daemon.demo import EVAL_SAMPLES, run_demo, set_threads
     from ttrl.daemon.health import setup_logging
     from ttrl.dashboards.plot import plot_history, version_history
 
     setup_logging()
     cfg = settings(config, None)
-    with tempfile.TemporaryDirectory(prefix="ttrl-demo-") as tmp:
-        where = workdir or Path(tmp)
-        try:
-            result = run_demo(cfg, seed, minutes, problems, where, max_versions)
-        except FileExistsError as exc:
-            raise fail(str(exc)) from None
-        engine = make_engine(f"sqlite:///{where / 'ttrl.db'}")
-        with transaction(engine, write=False) as conn:
-            history = version_history(conn)
-        engine.dispose()
-        table = Table(title="votes by model version (graded against the hidden references)")
-        for col in ("version", "votes", "label acc", "reward acc", "vote share", "pass@1"):
-            table.add_column(col, justify="right")
-        for r in history:
-            table.add_row(
-                str(r.version),
-                str(r.votes),
-                *(
-                    f"{x:.3f}" if x is not None else "-"
-                    for x in (r.label_accuracy, r.reward_accuracy, r.majority_ratio, r.pass_at_1)
-                ),
-            )
-        out.print(table)
-        out.print(before_after_table(result, problems, EVAL_SAMPLES))
-        plot_path = plot_history(history, (workdir or Path.cwd()) / "ttrl-demo.png")
-        out.print(f"plot: {plot_path}" + (f"; database: {where / 'ttrl.db'}" if workdir else ""))
+    set_threads(threads)
+    # The work dir is kept: the follow-up commands (status, eval, plot) read it.
+    where = workdir or Path(tempfile.mkdtemp(prefix="ttrl-demo-"))
+    try:
+        result = run_demo(cfg, seed, minutes, problems, where, max_versions)
+    except FileExistsError as exc:
+        raise fail(str(exc)) from None
+    engine = make_engine(f"sqlite:///{where / 'ttrl.db'}")
+    with transaction(engine, write=False) as conn:
+        history = version_history(conn)
+    engine.dispose()
+    table = Table(title="votes by model version (graded against the hidden references)")
+    for col in ("version", "votes", "label acc", "reward acc", "vote share", "pass@1"):
+        table.add_column(col, justify="right")
+    for r in history:
+        table.add_row(
+            str(r.version),
+            str(r.votes),
+            *(
+                f"{x:.3f}" if x is not None else "-"
+                for x in (r.label_accuracy, r.reward_accuracy, r.majority_ratio, r.pass_at_1)
+            ),
+        )
+    out.print(table)
+    out.print(before_after_table(result, problems, EVAL_SAMPLES))
+    plot_path = plot_history(history, (workdir or Path.cwd()) / "ttrl-demo.png")
+    bound = (
+        f"{result['versions']} versions"
+        if result["versions"] >= max_versions
+        else f"the {minutes:g}-minute limit, at {result['versions']} of {max_versions} "
+        "versions (a slow or busy host)"
+    )
+    out.print(f"loop stopped at {bound}; plot: {plot_path}", highlight=False)
+    out.print(
+        f"work dir: {where} (database, checkpoints): "
+        f"ttrl status --db sqlite:///{where / 'ttrl.db'}",
+        highlight=False,
+        soft_wrap=True,
+    )
     out.print(json.dumps(result), soft_wrap=True, highlight=False)
 
 

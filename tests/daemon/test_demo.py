@@ -59,3 +59,44 @@ def test_demo_stops_at_max_versions(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["versions"] == 1 and summary["seconds"] < 300
+
+
+@pytest.mark.slow
+def test_demo_keeps_and_prints_its_work_dir_and_sets_threads(tmp_path: Path) -> None:
+    """Without --workdir the database used to be deleted at exit, so the README's follow-up
+    commands had nothing to read; and torch kept its default threads on a busy host."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["TMPDIR"] = str(tmp_path)
+    r = subprocess.run(
+        [TTRL, "demo", "--seed", "5", "--minutes", "0.1", "--problems", "4", "--max-versions", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = next(x for x in r.stdout.splitlines() if x.startswith("work dir: "))
+    where = Path(line.removeprefix("work dir: ").split(" (")[0])
+    assert where.parent == tmp_path and (where / "ttrl.db").is_file()
+    assert f"ttrl status --db sqlite:///{where / 'ttrl.db'}" in line
+    assert "loop stopped at" in r.stdout
+    status = subprocess.run(
+        [TTRL, "status", "--db", f"sqlite:///{where / 'ttrl.db'}"],
+        env={**os.environ, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 0 and "demo-seed-5" in status.stdout
+    assert "torch CPU threads: " in r.stderr
+
+
+def test_host_threads_leave_room_on_a_small_or_busy_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ttrl.daemon import demo as d
+
+    cases = {(2, 0.0): 1, (2, 1.7): 1, (8, 0.2): 4, (8, 6.5): 1, (16, 10.0): 6, (1, 0.0): 1}
+    for (cores, load), threads in cases.items():
+        monkeypatch.setattr(d.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        monkeypatch.setattr(d.os, "getloadavg", lambda load=load: (load, load, load))
+        assert d.host_threads() == threads, (cores, load)

@@ -8,6 +8,7 @@ and after, so the TTRL effect is measured on the problems it learned from withou
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import replace
@@ -95,6 +96,30 @@ def run_demo(
     logger.info("evaluating version {} on the same problems", service.version)
     after = evaluate(engine, labelled, EVAL_SAMPLES, sampling, f"version {service.version}")
     return summary(before, after, service.version, seconds)
+
+
+def host_threads() -> int:
+    """torch threads for the demo on this host: half the cores the process may use (the
+    other half runs voting, answer checking and whatever else the host does), fewer when
+    the load average says they are busy, at least one. On a 2-core box: 1 (measured with
+    one core busy: `ttrl eval` 15.9 s with one thread, 26.9 s with torch's default two)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else cores
+    return max(1, min(cores // 2, int(idle)))
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads: ``threads``, else ``OMP_NUM_THREADS`` when set (the caller
+    chose), else :func:`host_threads`. Returns the number set."""
+    import torch
+
+    if threads is None:
+        chosen = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(chosen) if chosen.isdigit() and int(chosen) > 0 else host_threads()
+    torch.set_num_threads(threads)
+    logger.info("torch CPU threads: {}", threads)
+    return threads
 
 
 def _stop_at_version(service: Service, versions: int) -> None:

@@ -146,8 +146,30 @@ def load_causal_lm(
         )
     except Exception as exc:  # whatever the files hold, the operator needs the directory
         raise ModelFilesError(
-            f"cannot load the model in {model_dir}: {type(exc).__name__}: {exc}"
+            f"cannot load the model in {model_dir}: {type(exc).__name__}: "
+            f"{_shape_report(model_dir, trust_remote_code) or exc}"
         ) from exc
+
+
+def _shape_report(model_dir: Path, trust_remote_code: bool) -> str | None:
+    """What transformers 5 only prints as a table before its error ("see the report
+    above"): the tensors whose shapes in the files differ from config.json's."""
+    from ttrl.engines.weights import checkpoint_specs, model_weight_specs
+
+    try:
+        wanted = model_weight_specs(model_dir, trust_remote_code)
+        found = checkpoint_specs(model_dir)
+    except Exception:  # the original error is the better report then
+        return None
+    wrong = [
+        f"{name} is {tuple(found[name][0])} in the files, {tuple(shape)} by config.json"
+        for name, (shape, _) in wanted.items()
+        if name in found and found[name][0] != shape
+    ]
+    if not wrong:
+        return None
+    more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+    return "size mismatch: " + "; ".join(wrong[:3]) + more
 
 
 def load_tokenizer(model_dir: Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

@@ -17,13 +17,16 @@ class Rollout:
     """One sampled completion with its reward, as token ids.
 
     ``completion_token_ids`` may run past the first EOS (some engines keep sampling); the
-    trainer ignores everything after it.
+    trainer ignores everything after it. ``logprobs``: the engine's log-probability of each
+    completion token under the distribution it was sampled from (None: not recorded); the
+    trainer's importance-sampling correction weighs each token by them.
     """
 
     prompt_token_ids: list[int]
     completion_token_ids: list[int]
     reward: float
     model_version: int
+    logprobs: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ def validate_groups(groups: Sequence[RolloutGroup]) -> None:
                 raise ValueError(f"{where}: completion_token_ids is empty; drop such rollouts")
             if r.reward != r.reward or r.reward in (float("inf"), float("-inf")):
                 raise ValueError(f"{where}: reward {r.reward!r} is not finite")
+            if r.logprobs is not None and len(r.logprobs) != len(r.completion_token_ids):
+                raise ValueError(
+                    f"{where}: {len(r.logprobs)} logprobs for {len(r.completion_token_ids)} "
+                    "completion tokens; pass one per token, or None"
+                )
 
 
 def downsample(group: RolloutGroup, m: int | None, rng: random.Random) -> RolloutGroup:

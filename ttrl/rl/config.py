@@ -63,6 +63,16 @@ class RLConfig(BaseModel):
     temperature: float = Field(
         1.0, gt=0, description="Sampling temperature of the rollouts; logits are divided by it."
     )
+    is_correction: bool = Field(
+        True,
+        description="Weigh each token by min(pi_old / mu, is_cap), mu the engine that "
+        "sampled it (truncated importance sampling): corrects for the rollout engine's "
+        "kernels and for rollouts up to daemon.max_staleness versions old. Needs the "
+        "engine's logprobs (the daemon then records them); rows without them weigh 1.",
+    )
+    is_cap: float = Field(
+        2.0, gt=0, description="Truncation bound of the importance weight (verl, TRL: 2-3)."
+    )
     kl_coef: float = Field(0.0, ge=0, description="Weight of KL to the frozen reference; 0 = off.")
     kl_estimator: KLEstimatorName = Field("k3", description="k1: log ratio; k3: low-variance KL.")
     entropy_coef: float = Field(0.0, ge=0, description="Weight of the entropy bonus; 0 = off.")

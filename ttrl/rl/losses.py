@@ -45,6 +45,26 @@ def clipped_policy_loss(
     return loss, was_clipped.to(logp.dtype)
 
 
+def truncated_is_weights(
+    old_logp: torch.Tensor, behaviour_logp: torch.Tensor, cap: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Truncated importance sampling (TIS) of rollouts another engine sampled.
+
+    The rollout engine (vLLM kernels, a version up to ``daemon.max_staleness`` old) is the
+    behaviour policy mu; the trainer's log-probs before the update are pi_old. Each token's
+    loss is weighted by ``min(pi_old / mu, cap)`` (Yao et al. 2025, "Your efficient RL
+    framework secretly brings you off-policy RL training"; verl's ``tis_imp_ratio_cap``,
+    TRL's ``vllm_importance_sampling_cap``): the truncation bounds the variance a token
+    that mu found unlikely would add. A NaN in ``behaviour_logp`` (no engine logprob for
+    that row) gives weight 1. Returns the detached weights and the untruncated ratios
+    (NaN where unknown), both ``[batch, tokens]``.
+    """
+    log_ratio = (old_logp - behaviour_logp).clamp(max=20.0)  # exp stays finite; NaN stays NaN
+    ratio = torch.exp(log_ratio).detach()
+    weights = torch.where(torch.isnan(ratio), torch.ones_like(ratio), ratio.clamp(max=cap))
+    return weights, ratio
+
+
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from samples of the policy (Schulman 2020).
 

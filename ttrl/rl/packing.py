@@ -15,11 +15,13 @@ import torch
 
 @dataclass(frozen=True)
 class TrainSequence:
-    """One rollout ready for training: completion cut after its first EOS."""
+    """One rollout ready for training: completion cut after its first EOS, with the
+    engine's logprob of each of its tokens when recorded (``behaviour_logp``)."""
 
     prompt: list[int]
     completion: list[int]
     advantage: float
+    behaviour_logp: list[float] | None = None
 
     @property
     def length(self) -> int:
@@ -35,6 +37,7 @@ class MicroBatch:
     position_ids: torch.Tensor  # [B, T]
     response_mask: torch.Tensor  # [B, R], float: 1 on trained completion tokens
     advantages: torch.Tensor  # [B]
+    behaviour_logp: torch.Tensor  # [B, R], float: the engine's logprobs, NaN where unknown
 
     @property
     def response_len(self) -> int:
@@ -48,7 +51,7 @@ class MicroBatch:
     def to(self, device: torch.device | str) -> MicroBatch:
         return MicroBatch(*(t.to(device) for t in (
             self.input_ids, self.attention_mask, self.position_ids,
-            self.response_mask, self.advantages,
+            self.response_mask, self.advantages, self.behaviour_logp,
         )))  # fmt: skip
 
 
@@ -68,16 +71,20 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
     response_mask = torch.zeros((len(seqs), resp), dtype=torch.float32)
+    behaviour = torch.full((len(seqs), resp), float("nan"), dtype=torch.float32)
     for row, s in enumerate(seqs):
         input_ids[row, width - s.length :] = torch.tensor(s.prompt + s.completion)
         attention_mask[row, width - s.length :] = 1
         response_mask[row, resp - len(s.completion) :] = 1.0
+        if s.behaviour_logp is not None:
+            behaviour[row, resp - len(s.completion) :] = torch.tensor(s.behaviour_logp)
     return MicroBatch(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=position_ids_from_mask(attention_mask),
         response_mask=response_mask,
         advantages=torch.tensor([s.advantage for s in seqs], dtype=torch.float32),
+        behaviour_logp=behaviour,
     )
 
 

@@ -27,7 +27,12 @@ from ttrl.rl.batch import RolloutGroup, select_groups
 from ttrl.rl.checkpoint import save_checkpoint
 from ttrl.rl.config import RLConfig
 from ttrl.rl.forward import completion_logprobs
-from ttrl.rl.losses import aggregate_loss, clipped_policy_loss, kl_penalty
+from ttrl.rl.losses import (
+    aggregate_loss,
+    clipped_policy_loss,
+    kl_penalty,
+    truncated_is_weights,
+)
 from ttrl.rl.packing import (
     MicroBatch,
     TrainSequence,
@@ -44,6 +49,10 @@ class StepMetrics:
     rate of the step's first optimizer step; ``entropy`` is the
     token-mean entropy of the policy before the update; ``approx_kl`` is the k3 estimate of
     KL(old || new) over the updates (0 on the first pass by construction).
+    ``is_ratio_mean`` / ``is_ratio_max``: the importance ratio pi_old / mu over the tokens
+    whose engine logprobs were known (before truncation at ``rl.is_cap``),
+    ``is_clip_frac`` the share of them truncated, ``is_tokens`` their number (NaN/0
+    without engine logprobs or with ``rl.is_correction`` off).
     """
 
     version: int
@@ -64,6 +73,10 @@ class StepMetrics:
     tokens: int = 0
     mean_reward: float = math.nan
     staleness: int = 0
+    is_ratio_mean: float = math.nan
+    is_ratio_max: float = math.nan
+    is_clip_frac: float = math.nan
+    is_tokens: int = 0
     optimizer_steps: int = 0
     seconds: float = 0.0
 
@@ -83,7 +96,8 @@ class _MiniBatch:
 
 
 # Slots of the metric vector summed over micro-batches and ranks.
-_LOSS, _PG, _KL, _CLIP, _AKL, _ENT, _ENT_TOK, _TOK, _NONFINITE = range(9)
+_LOSS, _PG, _KL, _CLIP, _AKL, _ENT, _ENT_TOK, _TOK, _NONFINITE, _IS, _IS_TOK, _IS_CLIP = range(12)
+_SLOTS = 12
 
 
 def _resolve_device(requested: str | None) -> torch.device:
@@ -209,7 +223,9 @@ class Trainer:
         metrics.tokens = sum(len(s.completion) for s in seqs)
         minis = self._mini_batches(seqs, group_of_seq, len(selection.groups), rng)
         recompute = cfg.recompute_old_logprobs == "always" or cfg.ppo_epochs > 1 or len(minis) > 1
-        sums = torch.zeros(9, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(_SLOTS, dtype=torch.float64, device=self.device)
+        # Per-rank maximum of the importance ratio, summed into a vector (one slot a rank).
+        self._is_max = torch.zeros(self.backend.world_size, dtype=torch.float64, device=self.device)
         with torch.no_grad():
             if recompute:
                 for mini in minis:
@@ -244,6 +260,11 @@ class Trainer:
         metrics.approx_kl = sums[_AKL] / max(sums[_TOK], 1.0)
         metrics.entropy = sums[_ENT] / max(sums[_ENT_TOK], 1.0)
         metrics.grad_norm = sum(norms) / len(norms)
+        if sums[_IS_TOK] > 0:
+            metrics.is_tokens = int(sums[_IS_TOK])
+            metrics.is_ratio_mean = sums[_IS] / sums[_IS_TOK]
+            metrics.is_clip_frac = sums[_IS_CLIP] / sums[_IS_TOK]
+            metrics.is_ratio_max = float(self.backend.all_reduce_sum(self._is_max).max())
         if not applied:
             why = "non-finite loss" if sums[_NONFINITE] > 0 else "non-finite gradient norm"
             return self._skipped(metrics, why, start)
@@ -276,12 +297,12 @@ class Trainer:
         ).tolist()
         rollouts = [r for g in groups for r in g.rollouts]
         # Train on the EOS itself (a sampled action), never on what an engine left after it.
-        seqs = [
-            TrainSequence(
-                list(r.prompt_token_ids), cut_at_stop(r.completion_token_ids, self.eos_ids)[0], a
-            )
-            for r, a in zip(rollouts, adv, strict=True)
-        ]
+        correct = self.config.is_correction
+        seqs = []
+        for r, a in zip(rollouts, adv, strict=True):
+            completion = cut_at_stop(r.completion_token_ids, self.eos_ids)[0]
+            behaviour = r.logprobs[: len(completion)] if correct and r.logprobs else None
+            seqs.append(TrainSequence(list(r.prompt_token_ids), completion, a, behaviour))
         return seqs, group_ids
 
     def _mini_batches(
@@ -380,6 +401,17 @@ class Trainer:
         pg_mat, clipped = clipped_policy_loss(
             logp, old, mb.advantages, cfg.clip_low, cfg.clip_high, cfg.dual_clip
         )
+        if cfg.is_correction:
+            weights, ratio = truncated_is_weights(old, mb.behaviour_logp, cfg.is_cap)
+            pg_mat = pg_mat * weights
+            with torch.no_grad():
+                known = ~torch.isnan(ratio) & (mask > 0)
+                sums[_IS] += ratio[known].sum()
+                sums[_IS_TOK] += known.sum()
+                sums[_IS_CLIP] += (ratio[known] > cfg.is_cap).sum()
+                if known.any():
+                    rank = self.backend.rank
+                    self._is_max[rank] = max(self._is_max[rank], ratio[known].max())
         pg = agg(pg_mat)
         loss = pg
         if mini.ref_logp is not None:

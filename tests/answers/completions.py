@@ -275,8 +275,34 @@ SYMBOLIC_VOTE = (
     [0, 0, 0, 1, 0],
 )
 
+# Groups of answers that are each the same answer, in the spellings models use.
+SAME = [
+    ["2 3/4", r"2\frac{3}{4}", "11/4", "2.75"],
+    [r"\$1,\!250", "1250", "1{,}250", r"1\,250", "1 250", "1,250"],
+    [r"x \le 4", r"(-\infty, 4]", r"4 \geq x", r"x \in (-\infty, 4]", "-x >= -4"],
+    [r"\pm 2", r"\{-2, 2\}", "2, -2"],
+    ["1:00 PM", "13:00", r"1:00 \text{ p.m.}"],
+    ["No solution", r"\emptyset", r"\varnothing", "no real solutions"],
+    [r"0.\overline{3}", r"\frac13", r"0.\overline{33}"],
+    ["x = 1, y = 2", "y = 2, x = 1"],
+    ["x_1 = 2, x_2 = 3", "3, 2", r"\{2,3\}"],
+    ["y = 2x + 1", "2x - y + 1 = 0"],
+    [r"1 \le |z| \le 2", r"[-2,-1] \cup [1,2]"],
+    [r"x = 5+5+1 = 11", "11", r"x \approx 11"],
+]
+
 # Answers that are all different from each other: no two may share a key or be equivalent.
 DISTINCT = [
+    "3 cm by 4 cm",
+    "6 cm by 2 cm",
+    "2 3/4",
+    "23/4",
+    "1 2",
+    "12",
+    "11 7/6",
+    "77/6",
+    "a_1 = 2, a_2 = 3",
+    "a_1 = 3, a_2 = 2",
     "12:00",
     "1:00",
     r"\frac{1}{0}",

@@ -27,6 +27,7 @@ EXTRACT = TABLE["EXTRACT"]
 VOTES = TABLE["VOTES"]
 SYMBOLIC_VOTE = TABLE["SYMBOLIC_VOTE"]
 DISTINCT = TABLE["DISTINCT"]
+SAME = TABLE["SAME"]
 ALL_VOTES = {**VOTES, "symbolic": SYMBOLIC_VOTE}
 
 
@@ -102,6 +103,13 @@ def test_no_two_distinct_answers_share_a_key_or_are_equivalent():
     assert merged == []
     v = vote(DISTINCT)
     assert v.n_distinct == len(DISTINCT) and v.count == 1
+
+
+@pytest.mark.parametrize("group", SAME, ids=[g[0] for g in SAME])
+def test_spellings_of_one_answer_are_equivalent(group):
+    apart = [(a, b) for a, b in combinations(group, 2) if not equivalent(a, b)]
+    assert apart == []
+    assert vote(group).count == len(group)
 
 
 def test_equivalent_is_symmetric_on_the_completion_answers():

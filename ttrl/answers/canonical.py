@@ -81,6 +81,39 @@ _ABS = re.compile(
     r"\|\s*\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?\s*\||\\lvert\s*[A-Za-z]\s*\\rvert"
 )
 # x_1, x_{2}: the roots of one unknown (x, z, t, r, lambda). Not a_1, a_2: sequence terms.
+# `1 2`, `11 7/6`: digits a space apart that clean() left (no grouping, no mixed number).
+_DIGIT_GAP = re.compile(r"(?<![_^\d])\d+ \d")
+# Words: a run of 3+ letters that is no function name, or two words a space apart (`cm by`).
+_WORD_RUN = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_WORD_GAP = re.compile(r"(?:^|[^\\A-Za-z])[A-Za-z]{2,} [A-Za-z]")
+_LATEX_NAMES = re.compile(r"\\(?:begin|end)\{[A-Za-z*]+\}(?:\{[A-Za-z|]*\})?|\\[A-Za-z]+")
+_KNOWN_NAMES = frozenset(
+    [
+        "arcsin",
+        "arccos",
+        "arctan",
+        "sinh",
+        "cosh",
+        "tanh",
+        "sin",
+        "cos",
+        "tan",
+        "sec",
+        "csc",
+        "cot",
+        "log",
+        "ln",
+        "exp",
+        "max",
+        "min",
+        "gcd",
+        "lcm",
+        "det",
+        "mod",
+        "sqrt",
+        "pmod",
+    ]
+)
 _ROOT_NAME = re.compile(r"^(?:[xzrt]|\\lambda)_\{?[0-9]{1,3}\}?$")
 _EQUATION_ITEM = re.compile(r"(\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?)=(.+)")
 
@@ -377,6 +410,13 @@ def _symbolic_key(cleaned: str) -> Key:
     config = get_config()
     if _WORDS.fullmatch(cleaned) and (" " in cleaned or len(cleaned) > 2):
         return Key("text", cleaned.lower())  # "Yes", "no solution": words, not symbols
+    bare = _LATEX_NAMES.sub(" ", cleaned)
+    if _WORD_GAP.search(bare) or any(
+        w.group(0) not in _KNOWN_NAMES for w in _WORD_RUN.finditer(bare)
+    ):
+        # `3 cm by 4 cm` or `1 2`: sympy would read a product of symbols (`12*b*c*m*y`, the
+        # key of `6 cm by 2 cm` too) or one number; words and gaps stay text, never merged.
+        return Key("text", cleaned)
     if not config.symbolic:
         return Key("text", cleaned)
     if len(cleaned) > config.max_symbolic_chars:
@@ -406,4 +446,6 @@ def canonical(answer: str) -> Key:
             "pass extract()'s result and skip None"
         )
     cleaned = clean(answer)
+    if _DIGIT_GAP.search(cleaned):
+        return Key("text", cleaned)
     return exact_key(cleaned) or _symbolic_key(cleaned)

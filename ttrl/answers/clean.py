@@ -58,6 +58,12 @@ _GLUED_UNIT = re.compile(
     r"(?<=\d)\s*(?:(?:cm|mm|km|kg|mg|ml|mL|ft|yd|min|hrs?|lbs?|oz|sec)(?:\^\{?[23]\}?)?"
     r"|[mgsL]\^\{?[23]\}?)$"
 )
+# `2 3/4` (a proper fraction after a whole number): the mixed number, not 23/4.
+_MIXED = re.compile(r"(?<![\d.,/])([+-]?\d+)[ \t]+(\d+)/(\d+)(?![\d.,/])")
+_FUNCTIONS = (
+    "arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|sec|csc|cot|log|ln|exp|max|min|gcd|lcm|det"
+)
+_BARE_FUNCTION = re.compile(rf"(?<![\\A-Za-z])({_FUNCTIONS})(?![A-Za-z])")
 _COMMAND = re.compile(r"\\[A-Za-z]+|\b(?:pi|e|i)\b")
 _EQUALS_OR_BRACKET = re.compile(r"(?<![<>!:\\])=(?!=)|[(){}\[\]]")
 _VARIABLE = r"\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,8}\}?)?(?:\([a-z]\))?"
@@ -169,6 +175,13 @@ def _is_value(s: str) -> bool:
     return not re.search(r"[A-Za-z]", _COMMAND.sub("", s)) or "," in s
 
 
+def _mixed(match: re.Match[str]) -> str:
+    whole, num, den = match.groups()
+    if 0 < int(num) < int(den) and len(match.group(0)) < 40:
+        return f"{whole}\\frac{{{num}}}{{{den}}}"
+    return match.group(0)
+
+
 def _strip_assignment(s: str) -> str:
     match = _ASSIGNMENT.match(s)
     if match and match.group(0).count("{") == match.group(0).count("}"):
@@ -208,6 +221,8 @@ def clean(answer: str) -> str:
             break
         s = unwrapped
     s = _REPEATING.sub(_repeating, s)
+    s = _MIXED.sub(_mixed, s)
+    s = _BARE_FUNCTION.sub(r"\\\1", s)
     s = _AND_LIST.sub(", ", s)
     s = _last_of_chain(s.strip())
     s = _strip_assignment(s.strip())
@@ -218,8 +233,15 @@ def clean(answer: str) -> str:
     # Thousands are decided before spaces go: `32, 349` is a list, `32,349` one number.
     if _THOUSANDS.fullmatch(s) or _SPACED_THOUSANDS.fullmatch(s):
         s = s.replace(",", "").replace(" ", "")
-    s = _SPACE_NOT_BETWEEN_LETTERS.sub("", s)
+    # A space between two digits that is no thousands grouping (`1 2`, `11 7/6`) is kept:
+    # `canonical` then keys the answer as text instead of reading the digits as one number.
+    s = _SPACE_NOT_BETWEEN_LETTERS.sub(lambda m: m.group(0) if _digit_gap(s, m) else "", s)
     return s
+
+
+def _digit_gap(s: str, match: re.Match[str]) -> bool:
+    i = match.start()
+    return 0 < i < len(s) - 1 and s[i - 1].isdigit() and s[i + 1].isdigit()
 
 
 _DISPLAY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{(.*)\}", re.DOTALL)

@@ -1,5 +1,7 @@
 """extract(): the final answer of a completion."""
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -58,3 +60,25 @@ def test_hostile_sizes_are_linear():
 def test_extract_never_raises(text):
     result = extract(text)
     assert result is None or (isinstance(result, str) and result.strip() == result and result)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "$" * 50_000,
+        "\\(" * 25_000,
+        "Therefore x. " * 8_000,
+        "Final Answer: " * 6_000,
+        "the answer is " * 6_000,
+        "\\boxed{1} and " * 10_000,
+        "<think>" * 10_000 + "</think>" + "#### " * 10_000,
+        "Final Answer: " + "7." * 30_000,
+        "answer: " + "\\(x " * 20_000,
+    ],
+    ids=lambda t: repr(t[:16]),
+)
+def test_hostile_statements_are_linear(text):
+    start = time.perf_counter()
+    result = extract(text)
+    assert time.perf_counter() - start < 0.5
+    assert result is None or (result and result == result.strip())

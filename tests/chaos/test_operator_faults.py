@@ -160,14 +160,24 @@ def test_a_batch_failing_alike_trips_the_breaker_and_spends_no_attempt(engine: E
     assert "engine failure" in worker.reason and NAN_ERROR in worker.reason
     assert m.REGISTRY.get_sample_value("ttrl_engine_breaker_open") == 1
     batch = svc.cfg.queue.claim_batch
-    assert broken.calls == 1 + batch  # the batch, then each problem alone: no second claim
+    # The batch, each problem alone, the plain prompt (fails too): no second claim.
+    assert broken.calls == 1 + batch + 1
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("CUDA error: an illegal memory access was encountered"),
+        # What the old HF engine raised under transformers 5 for every prompt: a ValueError.
+        ValueError("The following `model_kwargs` are not used by the model: ['x']"),
+    ],
+    ids=["RuntimeError", "ValueError"],
+)
 def test_failures_in_a_row_trip_the_breaker_and_their_attempts_come_back(
-    engine: Engine,
+    engine: Engine, error: Exception
 ) -> None:
     enqueue(engine, 6)
-    broken = BrokenEngine(RuntimeError("CUDA error: an illegal memory access"))
+    broken = BrokenEngine(error)
     _, code = run_with(
         str(engine.url.render_as_string(hide_password=False)),
         broken,
@@ -179,12 +189,14 @@ def test_failures_in_a_row_trip_the_breaker_and_their_attempts_come_back(
     # Two were failed (max_attempts 1: for good) before the third tripped the breaker;
     # the refund put them back with their attempt.
     assert [(r.status, r.attempts) for r in rows] == [("queued", 0)] * 6
-    assert "illegal memory access" in workers(engine)[0].reason
+    assert str(error) in workers(engine)[0].reason
+    assert broken.calls == 3 + 1  # three problems, then the plain prompt
 
 
 def test_a_bad_prompt_still_fails_alone(engine: Engine) -> None:
     """One prompt the engine refuses (even with an engine-like error) among good ones: only
-    that problem fails; a batch of prompt errors (ValueError: too long) never trips it."""
+    that problem fails. A whole batch failing alike while a plain prompt samples (duplicate
+    prompts, all too long) fails its problems, it does not trip the breaker."""
     url = str(engine.url.render_as_string(hide_password=False))
     enqueue(engine, 3)
     with transaction(engine) as conn:
@@ -199,13 +211,15 @@ def test_a_bad_prompt_still_fails_alone(engine: Engine) -> None:
     bad = next(r for r in problems(engine) if r.external_id == "bad")
     assert bad.status == "queued" and bad.attempts == 1 and "boom" in bad.last_error
 
-    svc.engine = BrokenEngine(ValueError("prompts[0] has 900 tokens; shorten the prompt"))  # type: ignore[assignment]
+    too_long = ValueError("prompts[0] has 900 tokens; shorten the prompt")
+    svc.engine = BrokenEngine(too_long, bad_only="long")  # type: ignore[assignment]
     with transaction(engine) as conn:
-        queue.enqueue(conn, [NewProblem(f"long {i}") for i in range(12)])
+        queue.enqueue(conn, [NewProblem(f"long {i}", priority=1) for i in range(12)])
         claimed = queue.claim(conn, 12, svc.worker_id, 60)
     svc.in_flight = [c.id for c in claimed]
     assert svc._generate(claimed) == []  # no EngineFailure: each failed alone
     assert svc.in_flight == []
+    assert all(r.attempts == 1 for r in problems(engine) if r.prompt.startswith("long"))
     svc.db.dispose()
 
 

@@ -92,16 +92,14 @@ class EngineFailure(RuntimeError):
 EXIT_ENGINE_FAILURE = 79
 
 
+# The circuit breaker's control: a prompt any working engine samples.
+PLAIN_PROMPT = "What is 1 + 1?"
+
+
 def _signature(exc: BaseException) -> str:
     """What makes two engine errors "the same": type and first line of the message."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first}"[:500]
-
-
-def _systemic_kind(exc: BaseException) -> bool:
-    """ValueError and TypeError are the engine's "this prompt is bad" (too long, empty):
-    they fail the problem, never trip the breaker. Other errors may be the engine's own."""
-    return not isinstance(exc, ValueError | TypeError)
 
 
 class _NoSkippedRuns(logging.Filter):
@@ -446,10 +444,10 @@ class Service:
             except (ValueError, RuntimeError) as exc:
                 failed.append((c, exc))
         signatures = {_signature(exc) for _, exc in failed}
-        if not sampled and len(signatures) == 1 and _systemic_kind(failed[0][1]):
+        if not sampled and len(signatures) == 1 and self._engine_broken():
             raise EngineFailure(
                 f"all {len(claimed)} problems of a batch failed alone with the same engine "
-                f"error: {signatures.pop()}"
+                f"error, and so did a plain prompt: {signatures.pop()}"
             )
         for c, exc in failed:
             self._generation_failed(c, exc)
@@ -468,20 +466,44 @@ class Service:
 
     def _generation_failed(self, problem: ClaimedProblem, exc: BaseException) -> None:
         """One problem failed alone: fail it, unless it makes ``breaker_failures`` in a row
-        with the same engine error (then the breaker trips, this one is not recorded)."""
+        with the same engine error and a plain prompt fails too (then the breaker trips and
+        this one is not recorded)."""
         signature = _signature(exc)
-        if _systemic_kind(exc):
-            if signature != self.streak_signature:
-                self.streak, self.streak_signature = [], signature
-            if len(self.streak) + 1 >= self.d.breaker_failures:
-                raise EngineFailure(
-                    f"{len(self.streak) + 1} problems in a row failed with the same engine "
-                    f"error: {signature}"
-                )
+        if signature != self.streak_signature:
+            self.streak, self.streak_signature = [], signature
+        if len(self.streak) + 1 < self.d.breaker_failures:
             self.streak.append(problem.id)
+        elif self._engine_broken():
+            raise EngineFailure(
+                f"{len(self.streak) + 1} problems in a row failed with the same engine error, "
+                f"and so did a plain prompt: {signature}"
+            )
         else:
-            self._engine_worked()  # a bad prompt says nothing about the engine
+            self._engine_worked()  # the engine samples: these prompts are what fails
         self._fail(problem.id, f"generation failed: {exc}")
+
+    def _engine_broken(self) -> bool:
+        """The breaker's control: whether the engine fails a plain prompt too. Failures
+        alike may be the prompts' own (a batch of duplicates, all too long), of any error
+        type; failing :data:`PLAIN_PROMPT` as well, the engine is what is broken."""
+        assert self.engine is not None
+        sampling = self.cfg.engine.sampling
+        try:
+            self._sample_with([PLAIN_PROMPT], 1, min(8, sampling.max_new_tokens))
+        except (ValueError, RuntimeError) as exc:
+            logger.error("circuit breaker: the plain prompt {!r} fails too: {}", PLAIN_PROMPT, exc)
+            return True
+        logger.warning("circuit breaker: the engine samples a plain prompt; failing the problems")
+        return False
+
+    def _sample_with(self, prompts: list[str], n: int, max_new_tokens: int) -> list:
+        assert self.engine is not None
+        sampling = replace(self.cfg.engine.sampling, max_new_tokens=max_new_tokens)
+        try:
+            return self.engine.generate(prompts, n, sampling)
+        except (ValueError, RuntimeError):
+            m.GENERATION_FAILURES.inc()
+            raise
 
     def _halt(self, exc: EngineFailure) -> None:
         """The breaker tripped: take back the attempts the streak counted, stop claiming,

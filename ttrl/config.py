@@ -146,9 +146,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 ENV_PREFIX = "TTRL_"
 # TTRL_* names that are not settings: fault injection (ttrl.crashpoints), the test suite's
-# and the benchmarks' own variables.
+# and the benchmarks' own variables, the Grafana datasource's (ttrl/dashboards/grafana).
 OTHER_ENV_NAMES = frozenset({"TTRL_CRASH_AT"})
-OTHER_ENV_PREFIXES = ("TTRL_TEST_", "TTRL_BENCH_")
+OTHER_ENV_PREFIXES = ("TTRL_TEST_", "TTRL_BENCH_", "TTRL_PG_")
 
 
 def check_environment(environ: dict[str, str] | None = None) -> None:

@@ -114,6 +114,7 @@ def test_other_ttrl_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) 
         "TTRL_TEST_PG_URL",
         "TTRL_BENCH_PG_URL",
         "TTRL_CRASH_AT",
+        "TTRL_PG_PASSWORD",
         "TTRL_DATABASE__IO_TIMEOUT_S",
     ):
         monkeypatch.setenv(name, "5")

@@ -90,6 +90,8 @@ EXTRACT: list[tuple[str, str, str | None]] = [
     ("bare", "x \\in [-2,7]", "x \\in [-2,7]"),
     ("bare", "no final answer given here", None),
     ("bare", "I answered 4", None),
+    ("bare", "Answer \\[ \n 9 \n \\]", "9"),  # display math may span lines
+    ("ramble, no answer stated", "\n3+4=7\n7*2=14", None),  # cut off before its box
     # multiple choice
     ("choice", WORK + r"The correct option is $\boxed{\text{(C)}}$.", r"\text{(C)}"),
     ("choice", WORK + "The answer is (C) 12.", "(C) 12"),

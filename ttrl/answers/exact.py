@@ -215,6 +215,8 @@ class _Parser:
                 self.take()
                 value = _mul(value, _inverse(self.power()))
             elif token is not None and (token in _ATOM_START or token[0].isdecimal()):
+                if token[0].isdecimal() and self.tokens[self.pos - 1][0].isdecimal():
+                    raise Unsupported("two numbers side by side")  # `7 7`: not a product
                 value = _mul(value, self.power())
             else:
                 return value

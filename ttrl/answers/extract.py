@@ -348,8 +348,15 @@ def extract(text: str | None) -> str | None:
             if answer:
                 return answer
     stripped = scope.strip()
-    if len(stripped) <= _SHORT and "\n\n" not in stripped:
+    if len(stripped) <= _SHORT:
+        # One line (a reference answer), though display math may span lines; a multi-line
+        # text without any marker is a rollout that never stated an answer.
         spans = _math_spans(stripped)
+        ends = [0] + [end for _, end, _ in spans]
+        starts = [start for start, _, _ in spans] + [len(stripped)]
+        outside = "".join(stripped[a:b] for a, b in zip(ends, starts, strict=True))
+        if "\n" in outside:
+            return None
         if spans:
             return _statement_answer(stripped)
         return _bare_answer(stripped)

@@ -24,7 +24,7 @@ from ttrl.answers.clean import clean, display
 class Vote:
     """Outcome of one vote over N rollouts (N counts rollouts with no answer too)."""
 
-    label: str | None  # most frequent spelling in the winning cluster, layout removed
+    label: str | None  # the winning cluster's most frequent spelling (see `_label`)
     label_key: Key | None
     count: int  # rollouts in the winning cluster
     n: int
@@ -80,6 +80,17 @@ def _merge(keys: list[Key], spellings: list[str], sizes: list[int]) -> list[int]
     return [_find(parent, g) for g in range(len(keys))]
 
 
+def _label(spellings: list[str]) -> str:
+    """The winning cluster's label: one of its spellings (as extracted), the one written most
+    often up to layout (`\\dfrac` = `\\frac`, spacing, `\\left`), in its cleanest form (the one
+    equal to its `display`), first seen on ties."""
+    shown = [display(a) for a in spellings]
+    counts = Counter(shown)
+    best = max(counts, key=lambda d: (counts[d], -shown.index(d)))
+    candidates = [a for a, d in zip(spellings, shown, strict=True) if d == best]
+    return next((a for a in candidates if a == best), candidates[0])
+
+
 def vote(answers: Sequence[str | None]) -> Vote:
     r"""Majority vote over extracted answers (None or blank: the rollout gave no answer).
 
@@ -128,9 +139,7 @@ def vote(answers: Sequence[str | None]) -> Vote:
     if not ranked:
         return Vote(None, None, 0, n, 0, False, tuple(keys), membership, ())
     winner = ranked[0]
-    shown = [display(a) for a, m in zip(answers, membership, strict=True) if m == 0]  # type: ignore[arg-type]
-    spelled = Counter(shown)
-    label = max(spelled, key=lambda a: (spelled[a], -shown.index(a)))
+    label = _label([a for a, m in zip(answers, membership, strict=True) if m == 0])  # type: ignore[misc]
     return Vote(
         label=label,
         label_key=group_keys[winner],

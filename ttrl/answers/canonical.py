@@ -74,6 +74,7 @@ _REL_KIND = {
     "\\ne": "!=",
     "\\neq": "!=",
 }
+_OR = re.compile(r"\s*(?:\\lor|\\vee|(?<![A-Za-z])or(?![A-Za-z]))\s*")
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "!=": "!="}
 # The unknown of an inequality: `x`, `-x`, `a_1`, `f(x)`, `|z|` is not (two-sided).
 _UNKNOWN = re.compile(r"(-?)(\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?(?:\([A-Za-z]\))?)")
@@ -353,6 +354,17 @@ def _inequality(text: str) -> Key | None:
     return Key("seq", left + f"{a},{b}" + (")" if kinds[1] == "<" else "]"))
 
 
+def _inequality_union(text: str) -> Key | None:
+    """`x < -1 \\text{ or } x > 2` -> `(-oo,-1) U (2,oo)`: a union of interval solution sets."""
+    parts = _OR.split(text)
+    if len(parts) < 2:
+        return None
+    keys = [_inequality(part.strip()) for part in parts]
+    if any(key is None or key.kind != "seq" for key in keys):
+        return None
+    return Key("union", " U ".join(sorted(key.text for key in keys)))  # type: ignore[union-attr]
+
+
 def _clock(text: str) -> Key | None:
     """`12:00` (not `1:00`), `1:00 pm` = `13:00`; other `a:b` are ratios in lowest terms."""
     time = _TIME.fullmatch(text)
@@ -390,6 +402,8 @@ def exact_key(cleaned: str) -> Key | None:
         return structure
     if _RELATION.search(cleaned):
         inequality = _inequality(cleaned)
+        if inequality is None:
+            inequality = _inequality_union(cleaned)
         if inequality is not None:
             return inequality
     if "\\pm" in cleaned or "\\mp" in cleaned:

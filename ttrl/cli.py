@@ -197,7 +197,12 @@ def serve(
         cfg = cfg.model_copy(update={"daemon": cfg.daemon.model_copy(update={"role": role})})
     from ttrl.daemon import ranks
     from ttrl.daemon.health import setup_logging
-    from ttrl.daemon.service import LineageMismatch, MissingCheckpoint, Service, build_trainer
+    from ttrl.daemon.service import (
+        LineageMismatch,
+        MissingCheckpoint,
+        Service,
+        build_trainer,
+    )
     from ttrl.engines import EngineUnavailable, ModelFilesError
 
     setup_logging()

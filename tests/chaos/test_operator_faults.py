@@ -468,3 +468,18 @@ def test_a_canary_enqueued_while_running_is_probed_by_the_next_version(tmp_path:
     assert later[0].canary_pass1 is not None, log.read_text()  # NULL before the fix
     assert "measuring the baseline again" in log.read_text()
     db.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a host without CUDA")
+def test_any_other_start_failure_is_one_line_and_exit_78(db_url: str, tmp_path: Path) -> None:
+    """engine.device: cuda on a host without it raised a traceback and exit 1 (restarted
+    every RestartSec by the unit)."""
+    env = {**os.environ, "TTRL_DB_URL": db_url}
+    assert subprocess.run([TTRL, "db", "upgrade"], env=env, capture_output=True).returncode == 0
+    r = serve(tmp_path, db_url, {"engine": {"device": "cuda"}, "daemon": {"updates": False}})
+    assert r.returncode == 78, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr and "cannot start: ValueError" in r.stderr
+    db = make_engine(db_url)
+    assert workers(db)[0].state == "stopped" and "CUDA" in workers(db)[0].reason
+    db.dispose()

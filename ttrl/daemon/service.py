@@ -37,7 +37,13 @@ from ttrl.daemon.versions import VersionWatch, announce
 from ttrl.daemon.voting import Tally, tally, vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
-from ttrl.engines import Engine, load_engine, resolve_model_path
+from ttrl.engines import (
+    Engine,
+    EngineUnavailable,
+    ModelFilesError,
+    load_engine,
+    resolve_model_path,
+)
 from ttrl.engines.model_files import check_model_dir, fingerprint
 from ttrl.rl.batch import Rollout, RolloutGroup
 
@@ -81,6 +87,10 @@ class MissingCheckpoint(RuntimeError):
 
 class LineageMismatch(RuntimeError):
     """``engine.model`` is not the base model the database's versions descend from."""
+
+
+class StartupError(ConfigError):
+    """The service could not start for a reason a restart will not fix (exit 78)."""
 
 
 class EngineFailure(RuntimeError):
@@ -166,6 +176,14 @@ class Service:
             self._release_in_flight("stopped", f"start failed: {reason}"[:1000])
             self.voter.shutdown(wait=False)
             self.db.dispose()
+            said = (ConfigError, MissingCheckpoint, LineageMismatch, FileNotFoundError)
+            said += (ModelFilesError, EngineUnavailable)  # each says what to fix
+            unsaid = isinstance(exc, ValueError | OSError | ImportError | RuntimeError)
+            if unsaid and not isinstance(exc, said):
+                # Whatever else stops the start (a device that is not there, files that
+                # cannot be read, a model the engine cannot build): one line, exit 78, and
+                # no restart loop printing a traceback every RestartSec.
+                raise StartupError(f"cannot start: {type(exc).__name__}: {reason}") from exc
             raise
         try:
             while not self.stopping.is_set():

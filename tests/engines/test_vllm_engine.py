@@ -200,4 +200,13 @@ def test_bad_requests_name_the_input(engine: VLLMEngine) -> None:
         engine.generate("2+2", n=1, sampling=GREEDY)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n=0"):
         engine.generate(["2+2"], n=0, sampling=GREEDY)
+    with pytest.raises(ValueError, match=r"prompts\[1\] has .* no room"):
+        engine.generate(["2+2", "9" * 300], n=1, sampling=GREEDY)
     assert engine.generate([], n=3, sampling=GREEDY) == []
+
+
+def test_a_prompt_near_the_end_of_the_context_gets_the_room_left(engine: VLLMEngine) -> None:
+    prompt = "9" * (engine.max_model_len - 8)  # one token a character
+    (group,) = engine.generate([prompt], n=1, sampling=SamplingParams(max_new_tokens=64))
+    room = engine.max_model_len - len(group[0].prompt_token_ids)
+    assert 0 < len(group[0].token_ids) <= room

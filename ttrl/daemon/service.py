@@ -474,7 +474,9 @@ class Service:
     def _sample(self, prompts: list[str]) -> list:
         assert self.engine is not None
         try:
-            return self.engine.generate(prompts, self.d.votes, self.cfg.engine.sampling)
+            # The engine's logprobs are the behaviour policy of the trainer's correction.
+            sampling = replace(self.cfg.engine.sampling, logprobs=self.cfg.rl.is_correction)
+            return self.engine.generate(prompts, self.d.votes, sampling)
         except (ValueError, RuntimeError):
             m.GENERATION_FAILURES.inc()
             raise
@@ -708,7 +710,7 @@ class Service:
             RolloutGroup(
                 vote_id,
                 [
-                    Rollout(r.prompt_token_ids, r.token_ids, r.reward, r.model_version)
+                    Rollout(r.prompt_token_ids, r.token_ids, r.reward, r.model_version, r.logprobs)
                     for r in rows
                     if r.token_ids  # an empty completion has nothing to train
                 ],

@@ -41,6 +41,7 @@ class RolloutRecord:
     raw_answer: str | None
     answer_key: str | None
     reward: float
+    logprobs: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class StoredRollout:
     token_ids: list[int]
     reward: float
     label_share: float  # of the vote the rollout belongs to
+    logprobs: list[float] | None
 
 
 def reference_answers(conn: Connection, ids: Sequence[int]) -> dict[int, str | None]:
@@ -112,6 +114,7 @@ def record_vote(conn: Connection, record: VoteRecord, worker: str) -> int:
                 "text": r.text,
                 "prompt_token_ids": r.prompt_token_ids,
                 "token_ids": r.token_ids,
+                "logprobs": r.logprobs,
                 "n_tokens": len(r.token_ids),
                 "finish_reason": r.finish_reason,
                 "raw_answer": r.raw_answer,
@@ -163,6 +166,7 @@ def untrained_rollouts(
             R.token_ids,
             R.reward,
             V.share,
+            R.logprobs,
         )
         .join(Vote, V.id == R.vote_id)
         .where(R.vote_id.in_(votes.scalar_subquery()))
@@ -259,8 +263,9 @@ def heartbeat(
 
 
 def prune_rollout_texts(conn: Connection, older_than: datetime, min_trainable: int) -> int:
-    """Drop texts and token ids of old rollouts that no update will read again: trained on,
-    or sampled by a version older than ``min_trainable``. Answers and rewards stay."""
+    """Drop texts, token ids and logprobs of old rollouts that no update will read again:
+    trained on, or sampled by a version older than ``min_trainable``. Answers and rewards
+    stay."""
     return conn.execute(
         update(Rollout)
         .where(
@@ -268,7 +273,7 @@ def prune_rollout_texts(conn: Connection, older_than: datetime, min_trainable: i
             R.text.is_not(None),
             or_(R.trained_in_version.is_not(None), R.model_version < min_trainable),
         )
-        .values(text=None, prompt_token_ids=None, token_ids=None)
+        .values(text=None, prompt_token_ids=None, token_ids=None, logprobs=None)
     ).rowcount
 
 

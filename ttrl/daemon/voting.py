@@ -64,6 +64,7 @@ def vote_record(
                 raw_answer=a,
                 answer_key=str(k) if k is not None else None,
                 reward=r,
+                logprobs=None if s.logprobs is None else list(s.logprobs),
             )
             for s, t, a, k, r in zip(samples, texts, answers, v.keys, v.rewards, strict=True)
         ],

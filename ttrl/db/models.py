@@ -164,6 +164,8 @@ class Rollout(Base):
     text: Mapped[str | None] = mapped_column(Text)  # pruned by retention once trained on
     prompt_token_ids: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True))
     token_ids: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True))
+    # The engine's logprob of each token (importance-sampling correction); pruned with text.
+    logprobs: Mapped[list[float] | None] = mapped_column(JSON(none_as_null=True))
     n_tokens: Mapped[int] = mapped_column(Integer)
     finish_reason: Mapped[str] = mapped_column(String(16))
     raw_answer: Mapped[str | None] = mapped_column(Text)

@@ -23,10 +23,12 @@ never loads a tokenizer: the ids it sees are exactly HFEngine's.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,28 +137,30 @@ class VLLMEngine:
         kv_bytes = self.options.kv_cache_memory_bytes
         if kv_bytes is None and self.on_cpu:
             kv_bytes = CPU_KV_CACHE_BYTES
-        self.llm = vllm.LLM(
-            model=str(path),
-            skip_tokenizer_init=True,  # PromptCodec tokenizes and decodes
-            dtype=_dtype(dtype, self.on_cpu),
-            load_format="safetensors",  # never the pickle fallback of "auto"
-            trust_remote_code=trust_remote_code,
-            tensor_parallel_size=self.options.tensor_parallel_size,
-            gpu_memory_utilization=self.options.gpu_memory_utilization,
-            kv_cache_memory_bytes=kv_bytes,
-            max_model_len=self.options.max_model_len,
-            enable_prefix_caching=self.options.enable_prefix_caching,
-            enable_sleep_mode=self.can_sleep,
-            enforce_eager=self.options.enforce_eager,
-            seed=self.options.seed,
-            worker_extension_cls=WORKER_EXTENSION,
-            # Logprobs of the distribution each token was drawn from (after temperature),
-            # the behaviour policy of the trainer's importance-sampling correction.
-            logprobs_mode="processed_logprobs",
-            # Sample exactly as SamplingParams says, like HFEngine: no model defaults
-            # (e.g. a repetition penalty) slipped into RL rollouts.
-            generation_config="vllm",
-        )
+        with _quiet_chat_warmup():
+            self.llm = vllm.LLM(
+                model=str(path),
+                skip_tokenizer_init=True,  # PromptCodec tokenizes and decodes
+                dtype=_dtype(dtype, self.on_cpu),
+                load_format="safetensors",  # never the pickle fallback of "auto"
+                trust_remote_code=trust_remote_code,
+                tensor_parallel_size=self.options.tensor_parallel_size,
+                gpu_memory_utilization=self.options.gpu_memory_utilization,
+                kv_cache_memory_bytes=kv_bytes,
+                max_model_len=self.options.max_model_len,
+                enable_prefix_caching=self.options.enable_prefix_caching,
+                enable_sleep_mode=self.can_sleep,
+                enforce_eager=self.options.enforce_eager,
+                seed=self.options.seed,
+                worker_extension_cls=WORKER_EXTENSION,
+                # Logprobs of the distribution each token was drawn from (after temperature),
+                # the behaviour policy of the trainer's importance-sampling correction.
+                logprobs_mode="processed_logprobs",
+                # Sample exactly as SamplingParams says, like HFEngine: no model defaults
+                # (e.g. a repetition penalty) slipped into RL rollouts.
+                generation_config="vllm",
+            )
+        self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self._version = version  # a resumed checkpoint keeps its number
         # "awake", "asleep", or "weights-only": woken from level-2 sleep, KV cache still
         # released until new weights arrive (the order vLLM's sleep-mode docs advise).
@@ -212,7 +216,9 @@ class VLLMEngine:
                 )
             version = self._version
             prompt_ids = self.encode(prompts)
-            params = self._params(sampling, 1 if sampling.greedy else n)
+            rows = 1 if sampling.greedy else n
+            params = [self._params(sampling, rows, self._room(i, ids)) for i, ids in
+                      enumerate(prompt_ids)]  # fmt: skip
             if sampling.seed is not None:
                 self.llm.collective_rpc("ttrl_seed", args=(sampling.seed,))
             outputs = self.llm.generate(
@@ -297,13 +303,24 @@ class VLLMEngine:
         self.llm.reset_prefix_cache()
         self._version = version
 
-    def _params(self, sampling: SamplingParams, n: int) -> Any:
+    def _room(self, i: int, prompt_ids: list[int]) -> int:
+        """New tokens prompt ``i`` may get: like HFEngine, a prompt near the end of the
+        model's positions gets what is left (vLLM would refuse the whole batch)."""
+        room = self.max_model_len - len(prompt_ids)
+        if room < 1:
+            raise ValueError(
+                f"prompts[{i}] has {len(prompt_ids)} tokens, leaving no room in the model's "
+                f"{self.max_model_len} positions; shorten the prompt"
+            )
+        return room
+
+    def _params(self, sampling: SamplingParams, n: int, room: int) -> Any:
         return self._sampling_cls(
             n=n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             top_k=sampling.top_k,  # 0 disables it, as in SamplingParams (vLLM >= 0.10)
-            max_tokens=sampling.max_new_tokens,
+            max_tokens=min(sampling.max_new_tokens, room),
             logprobs=0 if sampling.logprobs else None,
             stop_token_ids=self.codec.stop_ids,
             detokenize=False,
@@ -334,6 +351,23 @@ class VLLMEngine:
                 )
             )
         return completions
+
+
+@contextmanager
+def _quiet_chat_warmup() -> Iterator[None]:
+    """vLLM warms up a chat template at start and logs a traceback when it has no
+    tokenizer (ttrl tokenizes itself): a warning that means nothing here, dropped.
+    A filter, not a level: vLLM re-applies its logging config while it starts."""
+    renderer_log = logging.getLogger("vllm.renderers.base")
+    renderer_log.addFilter(_drop_chat_warmup)
+    try:
+        yield
+    finally:
+        renderer_log.removeFilter(_drop_chat_warmup)
+
+
+def _drop_chat_warmup(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Chat template warmup failed")
 
 
 def _dtype(dtype: str, on_cpu: bool) -> str:

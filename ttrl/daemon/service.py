@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from ttrl.engines import (
     EngineUnavailable,
     ModelFilesError,
     load_engine,
+    released,
     resolve_model_path,
 )
 from ttrl.engines.model_files import check_model_dir, fingerprint
@@ -724,13 +726,13 @@ class Service:
         if self.g.enabled and self.baseline is None:
             self.baseline = self._base_probe_stats()
             self.best_canary = self.baseline.canary_pass1 if self.baseline else None
-        if self.engine is not None:
-            self.engine.sleep()
-        try:
-            metrics = self.trainer.step(groups)
-        finally:
-            if self.engine is not None:
-                self.engine.wake()
+        trainer = self.trainer
+        with (
+            released(self.engine, lambda: (trainer.named_tensors(), trainer.version))
+            if self.engine is not None
+            else nullcontext()
+        ):
+            metrics = trainer.step(groups)
         self.progress_at = time.monotonic()
         if metrics.skipped:
             m.UPDATES_SKIPPED.inc()

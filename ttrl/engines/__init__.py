@@ -15,6 +15,7 @@ from ttrl.engines.base import (
     FinishReason,
     SamplingParams,
     WeightUpdateError,
+    released,
 )
 from ttrl.engines.config import EngineConfig, VLLMOptions
 from ttrl.engines.model_files import ModelFilesError
@@ -37,6 +38,7 @@ __all__ = [
     "VLLMOptions",
     "WeightUpdateError",
     "load_engine",
+    "released",
     "resolve_model_path",
 ]
 

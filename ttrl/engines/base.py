@@ -6,7 +6,8 @@ import :class:`SamplingParams` without loading torch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -118,3 +119,32 @@ class Engine(Protocol):
     def wake(self) -> None:
         """Regain accelerator memory after :meth:`sleep`."""
         ...
+
+    @property
+    def needs_weights(self) -> bool:
+        """Whether the engine cannot serve until weights are loaded (vLLM after a level-2
+        sleep dropped them); see :func:`released`."""
+        ...
+
+
+# What to serve when training handed back no new weights: (tensors, their version).
+WeightSource = Callable[[], tuple[Iterable[tuple[str, "torch.Tensor"]], int]]
+
+
+@contextmanager
+def released(engine: Engine, weights: WeightSource) -> Iterator[None]:
+    """Hand the accelerator to training for the block; on every way out (an update that
+    was skipped, one that raised) the engine can serve again.
+
+    An engine whose sleep dropped its weights (vLLM ``sleep_level: 2``) is given
+    ``weights()`` on the way out if nothing loaded new ones in the block, so it never
+    waits for weights that do not come.
+    """
+    engine.sleep()
+    try:
+        yield
+    finally:
+        engine.wake()
+        if engine.needs_weights:
+            tensors, version = weights()
+            engine.update_weights(tensors, version)

@@ -183,6 +183,11 @@ class HFEngine:
         return self._version
 
     @property
+    def needs_weights(self) -> bool:
+        """Always False: sleep moves the weights to CPU, it never drops them."""
+        return False
+
+    @property
     def asleep(self) -> bool:
         """Whether the weights are offloaded to CPU (CUDA only)."""
         return self._asleep

@@ -43,6 +43,7 @@ def ttrl(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Com
         ["enqueue", "-"],
         ["requeue"],
         ["answers", "--batch", "x"],
+        ["plot", "--out", "never.png"],
     ],
     ids=lambda a: " ".join(a),
 )

@@ -5,6 +5,9 @@ States and transitions::
     queued --claim--> claimed --complete_pass--> queued (more passes wanted) | done
                       claimed --fail / reap-----> queued (attempts left)     | failed
                       claimed --release-------->  queued (attempt not counted)
+    failed  --requeue------------------------------> queued (fresh attempts; ``ttrl requeue``)
+    done    --requeue(status="done")---------------> queued (one more pass)
+    queued | failed --refund-----------------------> queued (the engine's fault: attempt back)
 
 A claim is a lease: ``claimed_by`` owns the problem until ``lease_until``; ``renew`` extends it,
 ``reap`` returns expired leases to the queue. Transitions by a worker that no longer holds the

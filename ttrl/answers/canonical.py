@@ -460,6 +460,6 @@ def canonical(answer: str) -> Key:
             "pass extract()'s result and skip None"
         )
     cleaned = clean(answer)
-    if _DIGIT_GAP.search(cleaned):
-        return Key("text", cleaned)
+    if _DIGIT_GAP.search(cleaned) or "\\ldots" in cleaned:
+        return Key("text", cleaned)  # `1 2`, `3.14\\ldots`: no value to compare
     return exact_key(cleaned) or _symbolic_key(cleaned)

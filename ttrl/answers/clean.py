@@ -49,6 +49,10 @@ _DOUBLE_ESCAPE = re.compile(
 _GROUP_COMMA = re.compile(r"(?<=\d)\s*(?:\{\s*,\s*\}|,\s*(?:\\[!,;: ]|\{\s*\})\s*)(?=\d{3}(?!\d))")
 _GROUP_SPACE = re.compile(r"(?<=\d)(?:\\[,;: !]|~|\\thinspace(?![A-Za-z]))+(?=\d{3}(?!\d))")
 _SPACED_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
+# `...`, `…`, `\\dots`, `\\cdots` -> `\\ldots`, kept: `0.333\\ldots` is 1/3 (a digit group
+# repeated at least twice before it), `3.14\\ldots` and `1, 2, 3, \\ldots` are no finite value.
+_ELLIPSIS = re.compile(r"\.\.\.+|\u2026|\\[lc]?dots(?![A-Za-z])")
+_REPEATED_DIGITS = re.compile(r"(?<![\d.])(\d*)\.(\d*?)(\d{1,6}?)\3+\s*\\ldots")
 _REPEATING = re.compile(r"(?<!\d)(\d*)\.(\d*)\\(?:overline|bar|dot)\s*\{?(\d+)\}?")
 _APPROX = re.compile(r"\\approx(?![A-Za-z])|\\simeq(?![A-Za-z])|\u2248")
 _AND_LIST = re.compile(
@@ -118,7 +122,7 @@ def _strip_units(s: str) -> str:
 
 
 def _repeating(match: re.Match[str]) -> str:
-    """`1.2\\overline{34}` -> the exact fraction it denotes."""
+    """`1.2\\overline{34}` (or `1.2343434\\ldots`) -> the exact fraction it denotes."""
     whole, fixed, period = match.group(1) or "0", match.group(2), match.group(3)
     if len(fixed) + len(period) > 30:
         return match.group(0)
@@ -220,6 +224,8 @@ def clean(answer: str) -> str:
         if unwrapped == s:
             break
         s = unwrapped
+    s = _ELLIPSIS.sub(r"\\ldots", s)
+    s = _REPEATED_DIGITS.sub(_repeating, s)
     s = _REPEATING.sub(_repeating, s)
     s = _MIXED.sub(_mixed, s)
     s = _BARE_FUNCTION.sub(r"\\\1", s)

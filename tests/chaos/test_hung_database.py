@@ -5,6 +5,7 @@ on when the server answers again. All on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -158,6 +159,9 @@ def test_a_daemon_reports_a_frozen_database_as_an_outage(fresh_pg_url: str, tmp_
     }
     env.pop("TTRL_CRASH_AT", None)
     log = tmp_path / "serve.log"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    env["NOTIFY_SOCKET"] = str(tmp_path / "notify.sock")
     with log.open("w") as out:
         proc = subprocess.Popen(
             [TTRL, "serve", "--config", str(config)], env=env, stdout=out, stderr=out
@@ -195,6 +199,13 @@ def test_a_daemon_reports_a_frozen_database_as_an_outage(fresh_pg_url: str, tmp_
         if proc.poll() is None:
             proc.kill()
         proxy.close()
+    notify.setblocking(False)
+    statuses = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            statuses.append(notify.recv(65536).decode())
+    notify.close()
+    assert any("STATUS=DATABASE UNREACHABLE" in msg for msg in statuses), statuses
     output = log.read_text()
     first_warning = next(line for line in output.splitlines() if "database unavailable" in line)
     assert "Traceback" not in output, output

@@ -4,6 +4,7 @@ database matters: a poisoned model, an engine that fails every generation, a cha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -263,9 +264,17 @@ def test_a_nan_model_unchecked_trips_the_breaker_on_the_real_engine(
         "engine": {"model": str(model)},
         "daemon": {"verify_weights": False, "updates": False, "votes": 2},
     }
-    r = serve(tmp_path, db_url, config)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify.sock"))
+        r = serve(tmp_path, db_url, config, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+        notify.setblocking(False)
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.append(notify.recv(65536).decode())
     assert r.returncode == 79, r.stderr[-3000:]
     assert "circuit breaker" in r.stderr and "Traceback" not in r.stderr
+    assert any("STATUS=HALTED by the circuit breaker" in msg for msg in messages), messages
     assert [(p.status, p.attempts) for p in problems(db)] == [("queued", 0)] * 25
     (worker,) = workers(db)
     assert worker.state == "halted" and "engine failure" in worker.reason

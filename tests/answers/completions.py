@@ -310,6 +310,8 @@ DISTINCT = [
     "3.14",
     r"1, 2, 3, \ldots",
     "1, 2, 3",
+    "x = 3 or x = 5",
+    "5",
     r"x < -1 \text{ or } x > 2",
     r"x \le -1 \text{ or } x \ge 2",
     "12:00",

@@ -56,7 +56,7 @@ _REPEATED_DIGITS = re.compile(r"(?<![\d.])(\d*)\.(\d*?)(\d{1,6}?)\3+\s*\\ldots")
 _REPEATING = re.compile(r"(?<!\d)(\d*)\.(\d*)\\(?:overline|bar|dot)\s*\{?(\d+)\}?")
 _APPROX = re.compile(r"\\approx(?![A-Za-z])|\\simeq(?![A-Za-z])|\u2248")
 _AND_LIST = re.compile(
-    r"(?<=[\d}\)\]])\s*,?\s*\band\b\s*(?=[-+\d\\(\[{]|[A-Za-z]\w*(?:_\{?\w+\}?)?\s*=)"
+    r"(?<=[\d}\)\]])\s*,?\s*\b(?:and|or)\b\s*(?=[-+\d\\(\[{]|[A-Za-z]\w*(?:_\{?\w+\}?)?\s*=)"
 )
 _GLUED_UNIT = re.compile(
     r"(?<=\d)\s*(?:(?:cm|mm|km|kg|mg|ml|mL|ft|yd|min|hrs?|lbs?|oz|sec)(?:\^\{?[23]\}?)?"
@@ -164,6 +164,8 @@ def _last_of_chain(s: str) -> str:
     parts = _split_equals(s)
     if len(parts) < 2 or not parts[-1].strip():
         return s
+    if any(not _is_value(part) for part in parts[1:-1]):
+        return s  # `x = 3 or x = 5`: not one chain of values
     if _LONE_VARIABLE.fullmatch(parts[0].strip()):
         return parts[-1] if _is_value(parts[-1]) else s
     try:

@@ -1,42 +1,46 @@
-"""Rollout throughput of HFEngine against a plain generate loop, and hot-swap against reload.
+"""Rollout throughput of HFEngine and VLLMEngine against a plain generate loop, and hot
+swaps against their alternatives.
 
-Two claims, each printed next to its baseline measured in the same run:
+Each claim is printed next to its baseline, measured in the same run:
 
-1. Completion tokens/s: ``HFEngine.generate(prompts, n)`` (length-grouped batches under a
-   token budget) vs one ``model.generate(num_return_sequences=n)`` call per prompt, on the
-   same model object, prompts, sampling settings and device. Goal: ratio >= 1.0.
-2. Seconds to serve new weights: ``HFEngine.update_weights(state_dict)`` vs
-   ``AutoModelForCausalLM.from_pretrained`` of the same weights from disk (moved to the
-   engine's device). Goal: ratio >= 10.
+1. Completion tokens/s on the same prompts and sampling settings: ``HFEngine.generate``
+   (length-grouped batches under a token budget) and ``VLLMEngine.generate`` vs one
+   ``model.generate(num_return_sequences=n)`` call per prompt on HFEngine's model object.
+   Goals: HFEngine >= 1.0x, VLLMEngine >= 2x the plain loop.
+2. Seconds to serve new weights. HFEngine: ``update_weights`` vs ``from_pretrained`` of
+   the same weights from disk; VLLMEngine: ``update_weights`` vs starting a new engine on
+   them. Goal: >= 10x for each.
 
-    python benchmarks/rollout.py                      # the shipped tiny model
+The defaults are the demo's workload (configs/default.yaml: 16 problems a round, 16 votes,
+80 new tokens, temperature 2.0, toy problems). vLLM is measured when it is installed
+(``make venv-vllm``; ``--no-vllm`` skips it).
+
+    OMP_NUM_THREADS=1 python benchmarks/rollout.py
     python benchmarks/rollout.py --model /path/to/Qwen2.5-Math-1.5B --n 16 --max-new-tokens 512
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import statistics
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM
 
-from ttrl.engines import SamplingParams
+from ttrl.engines import Engine, SamplingParams
 from ttrl.engines.hf import HFEngine
 from ttrl.engines.paths import resolve_model_path
 from ttrl.engines.tokens import cut_at_stop
+from ttrl.toy.task import generate_problems
 
 
 def make_prompts(count: int, seed: int) -> list[str]:
-    """Arithmetic questions of mixed length, like the problems the daemon serves."""
-    rng = random.Random(seed)
-    prompts = []
-    for _ in range(count):
-        terms = [str(rng.randint(1, 999)) for _ in range(rng.randint(2, 8))]
-        prompts.append(f"What is {' + '.join(terms)}? Put the answer in \\boxed{{}}.")
-    return prompts
+    """The daemon's problems: the toy task's, at every level."""
+    return [p.prompt for p in generate_problems(seed, count)]
 
 
 def plain_loop_tokens(
@@ -52,14 +56,13 @@ def plain_loop_tokens(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
             generation_config=config,
-            use_model_defaults=False,
         )
         for row in output[:, len(ids) :].tolist():
             tokens += len(cut_at_stop(row, engine.codec.stop_ids)[0])
     return tokens
 
 
-def engine_tokens(engine: HFEngine, prompts: list[str], n: int, sampling: SamplingParams) -> int:
+def engine_tokens(engine: Engine, prompts: list[str], n: int, sampling: SamplingParams) -> int:
     groups = engine.generate(prompts, n=n, sampling=sampling)
     return sum(len(c.token_ids) for group in groups for c in group)
 
@@ -74,35 +77,35 @@ def timed(run: Callable[[], int], device: torch.device) -> tuple[int, float]:
     return result, time.perf_counter() - start
 
 
-def throughput(engine: HFEngine, args: argparse.Namespace) -> None:
+def throughput(engines: dict[str, Any], args: argparse.Namespace) -> None:
+    hf = engines["HFEngine"]
     prompts = make_prompts(args.prompts, args.seed)
-    totals = {"plain": [0, 0.0], "engine": [0, 0.0]}
-    for repeat in range(args.repeats + 1):  # repeat 0 warms up both paths
+    runs: dict[str, Callable[[SamplingParams], int]] = {
+        "plain loop": lambda s: plain_loop_tokens(hf, prompts, args.n, s)
+    }
+    for name, engine in engines.items():
+        runs[name] = lambda s, e=engine: engine_tokens(e, prompts, args.n, s)
+    totals = {name: [0, 0.0] for name in runs}
+    for repeat in range(args.repeats + 1):  # repeat 0 warms every path up
         sampling = SamplingParams(
             temperature=args.temperature,
             max_new_tokens=args.max_new_tokens,
             seed=args.seed + repeat,
         )
         torch.manual_seed(args.seed + repeat)
-        runs = {
-            "plain": lambda s=sampling: plain_loop_tokens(engine, prompts, args.n, s),
-            "engine": lambda s=sampling: engine_tokens(engine, prompts, args.n, s),
-        }
         for name, run in runs.items():
-            tokens, seconds = timed(run, engine.device)
+            tokens, seconds = timed(lambda r=run, s=sampling: r(s), hf.device)
             if repeat:
                 totals[name][0] += tokens
                 totals[name][1] += seconds
     rates = {name: tokens / seconds for name, (tokens, seconds) in totals.items()}
     print(
         f"throughput  {args.prompts} prompts x n={args.n}, max_new_tokens={args.max_new_tokens}, "
-        f"T={args.temperature}, {args.repeats} repeats"
+        f"T={args.temperature}, {args.repeats} repeats (completion tokens/s)"
     )
-    print(f"  plain generate(num_return_sequences=n) loop: {rates['plain']:9.1f} tokens/s")
-    print(f"  HFEngine.generate:                           {rates['engine']:9.1f} tokens/s")
-    print(
-        f"  ratio HFEngine / plain loop:                 {rates['engine'] / rates['plain']:9.2f}x"
-    )
+    for name, rate in rates.items():
+        ratio = rate / rates["plain loop"]
+        print(f"  {name + ':':<44} {rate:9.1f} tokens/s  {ratio:6.2f}x the plain loop")
 
 
 def median_seconds(run: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -127,33 +130,70 @@ def hot_swap(engine: HFEngine, args: argparse.Namespace) -> None:
         args.swap_repeats,
         engine.device,
     )
-    print(f"hot swap    median of {args.swap_repeats}")
+    print(f"hot swap    HFEngine, median of {args.swap_repeats}")
     print(f"  from_pretrained + .to(device):               {load * 1000:9.2f} ms")
     print(f"  HFEngine.update_weights:                     {swap * 1000:9.2f} ms")
     print(f"  ratio reload / swap:                         {load / swap:9.1f}x")
+
+
+def vllm_hot_swap(engine: Any, hf: HFEngine, args: argparse.Namespace) -> None:
+    """The alternative to a swap is a new engine on the checkpoint. Every engine started
+    stays alive: closing one vLLM engine tears down the process-wide state of the others."""
+    from ttrl.engines.vllm import VLLMEngine
+
+    state = {k: v.detach().clone() for k, v in hf.model.state_dict().items()}
+    params = {k: v for k, v in state.items() if k != "lm_head.weight"}  # tied: sent once
+    versions = iter(range(1, 2 * args.swap_repeats + 2))
+    swap = median_seconds(
+        lambda: engine.update_weights(params.items(), next(versions)),
+        args.swap_repeats,
+        hf.device,
+    )
+    started: list[Any] = []
+    starts = []
+    for _ in range(args.restart_repeats):
+        begin = time.perf_counter()
+        started.append(VLLMEngine(args.model, options=engine.options))
+        starts.append(time.perf_counter() - begin)
+    start = statistics.median(starts)
+    print(f"hot swap    VLLMEngine, median of {args.swap_repeats} swaps, {len(starts)} starts")
+    print(f"  new VLLMEngine on the checkpoint:            {start * 1000:9.2f} ms")
+    print(f"  VLLMEngine.update_weights:                   {swap * 1000:9.2f} ms")
+    print(f"  ratio restart / swap:                        {start / swap:9.1f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="builtin:tiny")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=80)
+    parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--max-batch-tokens", type=int, default=65536)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--swap-repeats", type=int, default=10)
+    parser.add_argument("--restart-repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-vllm", action="store_true", help="measure HFEngine only")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    engine = HFEngine(args.model, device=args.device, max_batch_tokens=args.max_batch_tokens)
+    hf = HFEngine(args.model, device=args.device, max_batch_tokens=args.max_batch_tokens)
+    engines: dict[str, Any] = {"HFEngine": hf}
+    if not args.no_vllm and find_spec("vllm") is not None:
+        from ttrl.engines.vllm import VLLMEngine
+
+        engines["VLLMEngine"] = VLLMEngine(args.model)
     threads = torch.get_num_threads()
-    print(f"model {args.model} on {engine.device} ({engine.dtype}), torch threads {threads}")
-    throughput(engine, args)
-    hot_swap(engine, args)
+    print(f"model {args.model} on {hf.device} ({hf.dtype}), torch threads {threads}")
+    if len(engines) == 1:
+        print("vLLM not measured (not installed, or --no-vllm)")
+    throughput(engines, args)
+    hot_swap(hf, args)
+    if "VLLMEngine" in engines:
+        vllm_hot_swap(engines["VLLMEngine"], hf, args)
 
 
 if __name__ == "__main__":

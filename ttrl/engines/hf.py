@@ -7,7 +7,7 @@ generation defaults, e.g. a repetition penalty, would bias RL rollouts). New wei
 copied into the live module's tensors: no re-instantiation, no disk.
 
 Left padding is safe because ``GenerationMixin.prepare_inputs_for_generation``
-(transformers 4.57, used as is by Llama and Qwen2) derives ``position_ids`` from the
+(transformers 5, used as is by Llama and Qwen2) derives ``position_ids`` from the
 attention mask (``cumsum - 1``), so a padded row sees the positions it would see alone.
 """
 

@@ -429,3 +429,48 @@ def test_deepspeed_learner_with_two_ranks(fleet: Fleet, fresh_pg_url: str) -> No
     assert sorted(versions) == [(v, v - 1) for v in range(1, len(versions) + 1)]
     assert sorted(workers) == [("learner", "stopped"), ("rollout", "stopped")]  # rank 0 only
     db.dispose()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None and not os.environ.get("CI"),
+    reason="needs vLLM: make venv-vllm (CI fails instead)",
+)
+def test_a_vllm_rollout_worker_follows_the_learner(fleet: Fleet, fresh_pg_url: str) -> None:
+    # Rollout hosts serve with vLLM (its CPU build here); the learner trains on their
+    # rollouts, correcting by the logprobs they recorded.
+    cfg = yaml.safe_load(fleet.config.read_text())
+    cfg["engine"]["kind"] = "vllm"
+    fleet.config.write_text(yaml.safe_dump(cfg))
+    problems, passes = 8, 3
+    db = make_engine(fresh_pg_url)
+    fleet.start("learner", "learner")
+    fleet.start("rollout", "rollout")
+    fleet.wait_serving(["learner", "rollout"])
+    enqueue_toy(db, 12, problems, passes, "v")
+    rollout = worker_id(db, fleet.procs["rollout"].pid)
+
+    def all_voted() -> bool:
+        fleet.alive()
+        return open_problems(db) == 0
+
+    wait_for("every pass to be voted", all_voted, 180, fleet.logs)
+    wait_for("the learner to finish its updates", lambda: learner_idle(db), 60, fleet.logs)
+    newest = newest_active(db)
+    wait_for(
+        f"the vLLM worker to load version {newest}",
+        lambda: worker_versions(db, [rollout]) == [newest],
+        15,
+        fleet.logs,
+    )
+    codes = fleet.stop(list(fleet.procs))
+    assert codes == dict.fromkeys(fleet.procs, 0), fleet.logs()
+    assert "VLLMEngine: now serving version" in fleet.log("rollout")
+    assert all("Traceback" not in fleet.log(n) for n in fleet.procs), fleet.logs()
+    assert_each_pass_voted_once(db, passes)
+    with transaction(db, write=False) as conn:
+        versions = conn.execute(select(ModelVersion.__table__)).all()
+        logprobs = conn.execute(select(Rollout.token_ids, Rollout.logprobs)).all()
+    assert newest >= 2 and len(versions) >= 2, fleet.log("learner")
+    assert all(len(r.logprobs) == len(r.token_ids) for r in logprobs)
+    assert all(v.metrics["is_tokens"] > 0 for v in versions), [v.metrics for v in versions]
+    db.dispose()

@@ -83,6 +83,8 @@ _ABS = re.compile(
 )
 # x_1, x_{2}: the roots of one unknown (x, z, t, r, lambda). Not a_1, a_2: sequence terms.
 # `1 2`, `11 7/6`: digits a space apart that clean() left (no grouping, no mixed number).
+# `1,00,000`, `(1,000)`: digit groups, not the list {1, 0} (elements never start with 0).
+_ZERO_GROUP = re.compile(r",\s*0\d|(?:^|[(\[{])0\d+,")
 _DIGIT_GAP = re.compile(r"(?<![_^\d])\d+ \d")
 # Words: a run of 3+ letters that is no function name, or two words a space apart (`cm by`).
 _WORD_RUN = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
@@ -460,6 +462,6 @@ def canonical(answer: str) -> Key:
             "pass extract()'s result and skip None"
         )
     cleaned = clean(answer)
-    if _DIGIT_GAP.search(cleaned) or "\\ldots" in cleaned:
+    if _DIGIT_GAP.search(cleaned) or _ZERO_GROUP.search(cleaned) or "\\ldots" in cleaned:
         return Key("text", cleaned)  # `1 2`, `3.14\\ldots`: no value to compare
     return exact_key(cleaned) or _symbolic_key(cleaned)

@@ -86,10 +86,13 @@ _TEXT_CMD = (
     r"mathsf|mathtt|boldsymbol|operatorname)"
 )
 # A trailing unit in a text command, after some math: `10\text{ cm}`, `5\mbox{ m}^2`.
-_TEXT_UNIT = re.compile(_TEXT_CMD + r"\s*\{\s*([A-Za-z][A-Za-z .]*)\}(?:\^\{?\d\}?)?\s*$")
+_TEXT_UNIT = re.compile(_TEXT_CMD + r"\s*\{\s*([A-Za-z][A-Za-z ./^\d]*)\}(?:\^\{?\d\}?)?\s*$")
 _TEXT_WRAP = re.compile(_TEXT_CMD + r"\s*\{([^{}]*)\}")
 # Trailing unit words after a number or a closed group: "10 dollars", "3 sq units".
-_WORD_UNIT = re.compile(r"(?<=[\d}).])\s+([A-Za-z]{2,}(?:[ -][A-Za-z]+)*)(?:\^\{?\d\}?)?\s*$")
+_WORD_UNIT = re.compile(
+    r"(?<=[\d}).])\s+([A-Za-z]{2,}(?:[ -][A-Za-z]+)*|[A-Za-z]{1,3}/[A-Za-z]{1,3})"
+    r"(?:\^\{?\d\}?)?\s*$"
+)
 _NOT_UNITS = frozenset({"pi", "i", "e", "am", "pm", "and", "or"})
 _ASSIGNMENT = re.compile(r"^\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,4}\}?)?\s*(?:=|\\in(?![A-Za-z]))")
 _THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")

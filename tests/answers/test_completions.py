@@ -86,7 +86,12 @@ def test_votes_on_a_voting_thread_match_the_main_thread():
 def test_votes_in_spawned_processes_match_the_main_thread():
     names = list(ALL_VOTES)
     texts = [ALL_VOTES[n][0] for n in names]
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as processes:
+    spawn = multiprocessing.get_context("spawn")
+    # Each process has its own configuration and sympy workers: give it the same patient bound.
+    config = (get_config(),)
+    with ProcessPoolExecutor(
+        1, mp_context=spawn, initializer=configure, initargs=config
+    ) as processes:
         answers = [list(processes.map(extract, t)) for t in texts]
         votes = list(processes.map(vote, answers))
     for name, text, got, v in zip(names, texts, answers, votes, strict=True):

@@ -84,7 +84,8 @@ def _label(spellings: list[str]) -> str:
     """The winning cluster's label: one of its spellings (as extracted), the one written most
     often up to layout (`\\dfrac` = `\\frac`, spacing, `\\left`), in its cleanest form (the one
     equal to its `display`), first seen on ties."""
-    shown = [display(a) for a in spellings]
+    forms = {a: display(a) for a in dict.fromkeys(spellings)}  # once per distinct spelling
+    shown = [forms[a] for a in spellings]
     counts = Counter(shown)
     best = max(counts, key=lambda d: (counts[d], -shown.index(d)))
     candidates = [a for a, d in zip(spellings, shown, strict=True) if d == best]

@@ -76,6 +76,7 @@ EXTRACT: list[tuple[str, str, str | None]] = [
     ("boxes", WORK + r"\boxed{1}, \boxed{2}, \boxed{3}", "1, 2, 3"),
     ("boxes, not one answer", WORK + r"We get \boxed{3}. Wait, that is wrong: \boxed{4}", "4"),
     ("boxes, same twice", WORK + "\\boxed{5}.\n\n**Final Answer**\n\\boxed{5}", "5"),
+    ("boxes, two sentences", WORK + "So \\boxed{3}.\n\\boxed{4}", "4"),
     # chat template: the next turn is not this answer
     ("chat tail", WORK + "\\boxed{5}<|im_end|>\n<|im_start|>user\nNow find \\boxed{9}", "5"),
     ("chat tail", WORK + "Therefore there are 12 sequences. <|im_start|>user", "12 sequences"),

@@ -60,7 +60,7 @@ _IS = re.compile(r"\s(?:is|are|equals|was|be|it's)\s", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*(?:%|percent\b))?")
 _CONNECTOR = re.compile(
     r"\\text\{[^{}$]{0,40}\}|\\(?:q?quad|[,;:! ]|\\|hline)(?![A-Za-z])"
-    r"|\$|\\[()\[\]]|\b(?:and|or)\b|[\s,;&.~]"
+    r"|\$|\\[()\[\]]|\b(?:and|or)\b|[\s,;&~]"
 )
 _UNIT_GAP = re.compile(r"[ \t]*([A-Za-z]{3,12})[ \t]*(?:,|\band\b)[ \t]*")
 _NOT_A_UNIT = frozenset({"not", "wait", "nope", "actually", "rather", "sorry", "oops", "but"})

@@ -183,10 +183,11 @@ VOTES: dict[str, tuple[list[str], str | None, list[int | None]]] = {
             WORK + r"\boxed{\text{(C)}}",
             WORK + "The answer is (C) 12.",
             WORK + "**Answer:** C",
+            WORK + "So the answer is Option C.",
             WORK + r"\boxed{B}",
         ],
         r"\text{(C)}",
-        [0, 0, 0, 1],
+        [0, 0, 0, 0, 1],
     ),
     "inequality and interval": (
         [

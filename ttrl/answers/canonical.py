@@ -41,7 +41,7 @@ class Key(NamedTuple):
         return self.kind in EXACT_KINDS
 
 
-_CHOICE = re.compile(r"\(([A-E])\).*|([A-E])\)?")
+_CHOICE = re.compile(r"(?:(?:[Oo]ption|[Cc]hoice)\s*)?(?:\(([A-E])\).*|([A-E])\)?)")
 _MATRIX = re.compile(r"\\begin\{([pbB]?matrix)\}(.*)\\end\{\1\}", re.DOTALL)
 _WORDS = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)*")
 _INFINITY = {"\\infty": "oo", "+\\infty": "oo", "-\\infty": "-oo"}

@@ -1008,6 +1008,13 @@ class Service:
             try:
                 job()
             except OperationalError as exc:
+                if "statement timeout" in str(exc.orig):  # the server is up: say it
+                    logger.warning(
+                        "{} ran past database.statement_timeout_s and was cancelled: {}",
+                        job.__name__,
+                        str(exc.orig).strip().splitlines()[0],
+                    )
+                    return
                 logger.debug("{} skipped: database unavailable ({})", job.__name__, exc.orig)
 
         return run

@@ -160,6 +160,14 @@ def test_a_batch_failing_alike_trips_the_breaker_and_spends_no_attempt(engine: E
     assert worker.state == "halted"
     assert "engine failure" in worker.reason and NAN_ERROR in worker.reason
     assert m.REGISTRY.get_sample_value("ttrl_engine_breaker_open") == 1
+    from rich.console import Console
+
+    from ttrl.dashboards.status import workers_table
+
+    console = Console(width=400, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    with transaction(engine, write=False) as conn:
+        console.print(workers_table(conn))
+    assert "halted: engine failure" in console.export_text()  # what `ttrl status` shows
     batch = svc.cfg.queue.claim_batch
     # The batch, each problem alone, the plain prompt (fails too): no second claim.
     assert broken.calls == 1 + batch + 1
@@ -207,8 +215,11 @@ def test_a_bad_prompt_still_fails_alone(engine: Engine) -> None:
     with transaction(engine) as conn:
         claimed = queue.claim(conn, 4, svc.worker_id, 60)
     svc.in_flight = [c.id for c in claimed]
+    requeued = m.REGISTRY.get_sample_value("ttrl_problem_failures_total", {"outcome": "requeued"})
     sampled = svc._generate(claimed)
     assert len(sampled) == 3
+    after = m.REGISTRY.get_sample_value("ttrl_problem_failures_total", {"outcome": "requeued"})
+    assert (after or 0) - (requeued or 0) == 1  # /metrics counts the failure
     bad = next(r for r in problems(engine) if r.external_id == "bad")
     assert bad.status == "queued" and bad.attempts == 1 and "boom" in bad.last_error
 

@@ -82,3 +82,17 @@ def test_hostile_statements_are_linear(text):
     result = extract(text)
     assert time.perf_counter() - start < 0.5
     assert result is None or (result and result == result.strip())
+
+
+@pytest.mark.parametrize("text", ["no idea", "not sure", "I don't know", "hmm, tricky"])
+def test_a_short_phrase_without_a_number_is_no_answer(text: str) -> None:
+    # A vote for "no idea" would make it a pseudo-label and train the model to say it.
+    assert extract(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [("Evelyn", "Evelyn"), ("B", "B"), ("no solution", "no solution")],
+)
+def test_a_lone_word_or_an_answer_phrase_is_an_answer(text: str, answer: str) -> None:
+    assert extract(text) == answer

@@ -66,6 +66,9 @@ _UNIT_GAP = re.compile(r"[ \t]*([A-Za-z]{3,12})[ \t]*(?:,|\band\b)[ \t]*")
 _NOT_A_UNIT = frozenset({"not", "wait", "nope", "actually", "rather", "sorry", "oops", "but"})
 _GAP_ASSIGNMENT = re.compile(r"\\?[A-Za-z]{1,6}(?:_\{?[A-Za-z0-9]{1,4}\}?)?\s*=\s*$")
 _WORDY = re.compile(r"[A-Za-z]{3,}")
+_ANSWER_PHRASE = re.compile(
+    r"(?i)(no (real )?solutions?|infinitely many( solutions)?|does not exist|undefined)\.?$"
+)
 
 
 def _balanced_group(text: str, start: int) -> int | None:
@@ -375,6 +378,10 @@ def _bare_answer(text: str) -> str | None:
     starts_as_math = re.match(r"[-+(\[{\\.\d$]", text) is not None
     has_math = re.search(r"[\\=<>^_{}]", text) is not None
     has_digit = re.search(r"\d", text) is not None
-    if starts_as_math or (has_math and len(words) <= 1) or not has_digit:
+    # Words without a number answer alone (`Evelyn`, `B`, `yes`) or as a known answer
+    # phrase (`no solution`): "no idea" or "not sure" is no answer, and a vote for it
+    # would teach it.
+    wordy_answer = len(text.split()) == 1 or _ANSWER_PHRASE.match(text) is not None
+    if starts_as_math or (has_math and len(words) <= 1) or (not has_digit and wordy_answer):
         return _tidy(text) or None
     return None

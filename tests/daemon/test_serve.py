@@ -1,11 +1,14 @@
-"""`ttrl serve` as a real process on the shipped tiny model, on SQLite and PostgreSQL:
-it answers the queue, trains at least two versions, and stops cleanly on SIGTERM."""
+"""`ttrl serve` as a real process on the shipped tiny model, on SQLite and PostgreSQL, with
+each engine (HFEngine, and vLLM's CPU build): it answers the queue, trains at least two
+versions that the engine swaps in place, records the engine's logprobs for the
+importance-sampling correction, stops cleanly on SIGTERM and resumes."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -17,11 +20,21 @@ from ttrl.db import make_engine, transaction
 from ttrl.db.models import ModelVersion, Problem, Rollout, Vote, Worker
 
 VOTES = 6
+ENGINES = [
+    "hf",
+    pytest.param(
+        "vllm",
+        marks=pytest.mark.skipif(
+            find_spec("vllm") is None and not os.environ.get("CI"),
+            reason="needs vLLM: make venv-vllm (CI fails instead)",
+        ),
+    ),
+]
 
 
-def write_config(tmp_path: Path) -> Path:
+def write_config(tmp_path: Path, engine_kind: str = "hf") -> Path:
     cfg = {
-        "engine": {"sampling": {"temperature": 1.3, "max_new_tokens": 64}},
+        "engine": {"kind": engine_kind, "sampling": {"temperature": 1.3, "max_new_tokens": 64}},
         "rl": {**PLAIN_RL, "lr": 1e-4, "warmup_steps": 0},
         "queue": {"claim_batch": 4, "lease_s": 60},
         "daemon": {
@@ -43,9 +56,10 @@ def run(*args: str, env: dict[str, str], **kw) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.slow
-def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine_kind", ENGINES)
+def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path, engine_kind: str) -> None:
     env = {**os.environ, "TTRL_DB_URL": db_url, "OMP_NUM_THREADS": "1"}
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, engine_kind)
     assert run("db", "upgrade", env=env).returncode == 0
     toy = run("toy", "problems", "--seed", "123", "--count", "40", env=env).stdout.splitlines()
     # Several passes each, so the daemon keeps voting (and training) until it is stopped.
@@ -61,8 +75,9 @@ def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
         with transaction(db, write=False) as conn:
             return conn.execute(select(func.count()).select_from(ModelVersion)).scalar() >= 2
 
-    output = serve_until(config, env, tmp_path / "serve.log", two_versions, 240)
+    output = serve_until(config, env, tmp_path / "serve.log", two_versions, 300)
     assert "SIGTERM received" in output and "Traceback" not in output
+    assert {"hf": "HFEngine:", "vllm": "VLLMEngine:"}[engine_kind] in output
 
     with transaction(db, write=False) as conn:
         # Nothing left claimed: the batch in flight was finished or released.
@@ -96,6 +111,13 @@ def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
         assert [v.status for v in versions][-1] == "active"
         assert all(v.status == "retired" for v in versions[:-1])
         assert all(v.train_s and v.swap_s is not None and v.n_tokens for v in versions)
+        # The correction saw the engine's logprobs of the trainer's own (or a one-version
+        # old) policy: ratios near 1, never wild.
+        for v in versions:
+            assert v.metrics["is_tokens"] > 0 and 0.8 < v.metrics["is_ratio_mean"] < 1.25
+        sampled = conn.execute(select(Rollout.token_ids, Rollout.logprobs)).all()
+        assert all(len(r.logprobs) == len(r.token_ids) for r in sampled)
+        assert all(lp <= 0.0 for r in sampled for lp in r.logprobs)
         newest_path = Path(versions[-1].path)
         assert (newest_path / "config.json").is_file()
         assert len(list((tmp_path / "checkpoints").iterdir())) <= 2  # keep_checkpoints
@@ -107,4 +129,4 @@ def test_serve_learns_and_stops_cleanly(db_url: str, tmp_path: Path) -> None:
 
     # A restart resumes from the newest complete version, not from the base model.
     resumed = f"serving version {versions[-1].version}"
-    serve_until(config, env, tmp_path / "restart.log", lambda log: resumed in log, 120)
+    serve_until(config, env, tmp_path / "restart.log", lambda log: resumed in log, 180)

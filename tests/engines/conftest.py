@@ -7,7 +7,9 @@ are saved to a temporary directory and loaded back through the public loaders.
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,27 @@ def model_wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def save_model() -> Callable[..., Path]:
     """:func:`save_random_model`, for tests that need another size or seed."""
     return save_random_model
+
+
+@contextmanager
+def files_opened() -> Iterator[list[str]]:
+    """The paths opened inside the block (an audit hook; hooks cannot be removed, so a
+    flag turns it off on the way out)."""
+    opened: list[str] = []
+    watching = True
+
+    def audit(event: str, args: tuple) -> None:
+        if watching and event == "open":
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)
+    try:
+        yield opened
+    finally:
+        watching = False
+
+
+@pytest.fixture
+def watch_files() -> Callable[[], AbstractContextManager[list[str]]]:
+    """:func:`files_opened`, for tests that prove a swap reads no file."""
+    return files_opened

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -161,25 +161,15 @@ def test_chat_template_applied_only_when_asked(model_a: Path) -> None:
 
 
 def test_update_weights_serves_model_b_without_reading_files(
-    engine: HFEngine, model_b: Path
+    engine: HFEngine, model_b: Path, watch_files: Callable
 ) -> None:
     expected = _ids(HFEngine(model_b, device="cpu").generate(PROMPTS, n=1, sampling=GREEDY))
     state_b = AutoModelForCausalLM.from_pretrained(model_b).state_dict()
     before = _ids(engine.generate(PROMPTS, n=1, sampling=GREEDY))
     assert before != expected
 
-    opened: list[str] = []
-    watching = True
-
-    def audit(event: str, args: tuple) -> None:
-        if watching and event == "open":
-            opened.append(str(args[0]))
-
-    sys.addaudithook(audit)  # audit hooks cannot be removed; the flag turns it off
-    try:
+    with watch_files() as opened:
         engine.update_weights(state_b.items(), version=1)
-    finally:
-        watching = False
     assert opened == []
 
     after = engine.generate(PROMPTS, n=1, sampling=GREEDY)

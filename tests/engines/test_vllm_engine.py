@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -121,24 +120,14 @@ def test_logprobs_match_the_trainers_within_tolerance(engine: VLLMEngine, vllm_a
 
 
 def test_in_place_swap_serves_b_like_a_fresh_engine_without_reading_files(
-    serving_a: VLLMEngine, engine_b: VLLMEngine, vllm_b: Path
+    serving_a: VLLMEngine, engine_b: VLLMEngine, vllm_b: Path, watch_files: Callable
 ) -> None:
     expected = _ids(engine_b.generate(PROMPTS, n=1, sampling=GREEDY))
     assert _ids(serving_a.generate(PROMPTS, n=1, sampling=GREEDY)) != expected
     state_b = AutoModelForCausalLM.from_pretrained(vllm_b).state_dict()
 
-    opened: list[str] = []
-    watching = True
-
-    def audit(event: str, args: tuple) -> None:
-        if watching and event == "open":
-            opened.append(str(args[0]))
-
-    sys.addaudithook(audit)  # audit hooks cannot be removed; the flag turns it off
-    try:
+    with watch_files() as opened:
         serving_a.update_weights(state_b.items(), version=1)
-    finally:
-        watching = False
     assert [path for path in opened if str(vllm_b) in path] == []
     after = serving_a.generate(PROMPTS, n=1, sampling=GREEDY)
     assert _ids(after) == expected

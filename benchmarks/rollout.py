@@ -17,15 +17,21 @@ The defaults are the demo's workload (configs/default.yaml: 16 problems a round,
 
     OMP_NUM_THREADS=1 python benchmarks/rollout.py
     python benchmarks/rollout.py --model /path/to/Qwen2.5-Math-1.5B --n 16 --max-new-tokens 512
+    python benchmarks/rollout.py --shape qwen2.5-0.5b-shaped --skip-throughput --max-model-len 4096
+
+``--shape`` measures a random model of a shipped real architecture (``configs/models``,
+bf16 safetensors like a hub checkpoint; nothing downloaded) instead of ``--model``.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,6 +41,7 @@ from ttrl.engines import Engine, SamplingParams
 from ttrl.engines.hf import HFEngine
 from ttrl.engines.paths import resolve_model_path
 from ttrl.engines.tokens import cut_at_stop
+from ttrl.toy.shaped import SHAPES, build_shaped_model
 from ttrl.toy.task import generate_problems
 
 
@@ -165,6 +172,11 @@ def vllm_hot_swap(engine: Any, hf: HFEngine, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="builtin:tiny")
+    parser.add_argument("--shape", choices=SHAPES, help="a random model of this shape instead")
+    parser.add_argument("--skip-throughput", action="store_true", help="hot swaps only")
+    parser.add_argument(
+        "--max-model-len", type=int, help="vLLM context (a 32k model needs more KV on CPU)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--n", type=int, default=16)
@@ -180,17 +192,29 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.shape:
+            args.model = str(build_shaped_model(Path(tmp) / "model", args.shape))
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     hf = HFEngine(args.model, device=args.device, max_batch_tokens=args.max_batch_tokens)
     engines: dict[str, Any] = {"HFEngine": hf}
     if not args.no_vllm and find_spec("vllm") is not None:
         from ttrl.engines.vllm import VLLMEngine
 
-        engines["VLLMEngine"] = VLLMEngine(args.model)
+        from ttrl.engines.config import VLLMOptions
+
+        options = VLLMOptions(max_model_len=args.max_model_len)
+        engines["VLLMEngine"] = VLLMEngine(args.model, options=options)
     threads = torch.get_num_threads()
-    print(f"model {args.model} on {hf.device} ({hf.dtype}), torch threads {threads}")
+    name = f"random {args.shape}" if args.shape else args.model
+    print(f"model {name} on {hf.device} ({hf.dtype}), torch threads {threads}")
     if len(engines) == 1:
         print("vLLM not measured (not installed, or --no-vllm)")
-    throughput(engines, args)
+    if not args.skip_throughput:
+        throughput(engines, args)
     hot_swap(hf, args)
     if "VLLMEngine" in engines:
         vllm_hot_swap(engines["VLLMEngine"], hf, args)

@@ -12,6 +12,13 @@ PPO needs when a batch gets several optimizer steps (``auto`` skips it for one s
 
     python benchmarks/train_step.py                        # small random Qwen2 on CPU
     python benchmarks/train_step.py --hidden 1024 --layers 8 --vocab 32000 --device cuda
+    python benchmarks/train_step.py --shape qwen2.5-0.5b-shaped --gradient-checkpointing
+
+``--shape`` builds a random model of a shipped real architecture (``configs/models``, e.g.
+Qwen2.5-0.5B's) instead of the small random Qwen2; ``--gradient-checkpointing`` turns it on
+for both sides (the floor too, so the ratio still isolates the RL machinery). On a model
+that size a trainer holds about 16 bytes a parameter, so only the default step is measured
+(``--no-recompute`` is implied).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from ttrl.rl.config import RLConfig
 from ttrl.rl.forward import autocast_for
 from ttrl.rl.packing import MicroBatch, TrainSequence, collate, shard_micro_batches
 from ttrl.rl.trainer import Trainer
+from ttrl.toy.shaped import SHAPES, build_shaped_model, shaped_config
 
 
 def build_model_dir(args: argparse.Namespace, path: Path) -> Path:
@@ -135,24 +143,43 @@ def main() -> None:
     parser.add_argument("--micro-batch-tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--shape", choices=SHAPES, help="a shipped real architecture")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument(
+        "--no-recompute", action="store_true", help='skip recompute_old_logprobs="always"'
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
+    modes = ("auto",) if args.no_recompute or args.shape else ("auto", "always")
+    if args.shape:
+        shape = shaped_config(args.shape)
+        args.vocab, args.hidden, args.layers = (
+            shape.vocab_size,
+            shape.hidden_size,
+            shape.num_hidden_layers,
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = build_model_dir(args, Path(tmp) / "model")
+        if args.shape:
+            model_dir = build_shaped_model(Path(tmp) / "model", args.shape, dtype=torch.float32)
+        else:
+            model_dir = build_model_dir(args, Path(tmp) / "model")
         groups = make_groups(args)
         common = {
             "train_samples": None,
             "lr": 1e-6,
             "micro_batch_tokens": args.micro_batch_tokens,
             "device": args.device,
+            "gradient_checkpointing": args.gradient_checkpointing,
         }
         trainers = {
             mode: Trainer(RLConfig(recompute_old_logprobs=mode, **common), model_dir)
-            for mode in ("auto", "always")
+            for mode in modes
         }
 
         floor_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        if args.gradient_checkpointing:
+            floor_model.gradient_checkpointing_enable()
         floor_model.to(device).train()
         optimizer = torch.optim.AdamW(floor_model.parameters(), lr=1e-6, weight_decay=0.01)
         seqs = [
@@ -165,10 +192,10 @@ def main() -> None:
         tokens = sum(len(s.completion) for s in seqs)
 
         runs: dict[str, Callable[[], None]] = {
-            "floor": lambda: floor_step(floor_model, optimizer, micro),
-            "auto": lambda: trainers["auto"].step(groups),
-            "always": lambda: trainers["always"].step(groups),
+            "floor": lambda: floor_step(floor_model, optimizer, micro)
         }
+        for mode, trainer in trainers.items():
+            runs[mode] = lambda t=trainer: t.step(groups)
         seconds: dict[str, list[float]] = {name: [] for name in runs}
         for fn in runs.values():  # warm-up
             timed(fn, device)
@@ -178,15 +205,15 @@ def main() -> None:
 
     tps = {name: tokens / statistics.median(s) for name, s in seconds.items()}
     print(
-        f"device={device} hidden={args.hidden} layers={args.layers} vocab={args.vocab} "
-        f"sequences={len(seqs)} completion_tokens={tokens} micro_batches={len(micro)} "
-        f"repeats={args.repeats} (median)"
+        f"device={device} model={args.shape or 'random Qwen2'} hidden={args.hidden} "
+        f"layers={args.layers} vocab={args.vocab} sequences={len(seqs)} "
+        f"completion_tokens={tokens} micro_batches={len(micro)} "
+        f"gradient_checkpointing={args.gradient_checkpointing} repeats={args.repeats} (median)"
     )
     print(f"floor  causal-LM loss step : {tps['floor']:10.1f} tokens/s")
-    for name, label in (
-        ("auto", "GRPO step (default)      "),
-        ("always", "GRPO step, recompute old "),
-    ):
+    labels = {"auto": "GRPO step (default)      ", "always": "GRPO step, recompute old "}
+    for name in modes:
+        label = labels[name]
         ratio = tps[name] / tps["floor"]
         print(f"{label}: {tps[name]:10.1f} tokens/s   ratio {ratio:.3f}  (goal >= 0.85)")
 

@@ -202,9 +202,8 @@ def measure(args: argparse.Namespace) -> None:
     hf = HFEngine(args.model, device=args.device, max_batch_tokens=args.max_batch_tokens)
     engines: dict[str, Any] = {"HFEngine": hf}
     if not args.no_vllm and find_spec("vllm") is not None:
-        from ttrl.engines.vllm import VLLMEngine
-
         from ttrl.engines.config import VLLMOptions
+        from ttrl.engines.vllm import VLLMEngine
 
         options = VLLMOptions(max_model_len=args.max_model_len)
         engines["VLLMEngine"] = VLLMEngine(args.model, options=options)

@@ -47,7 +47,7 @@ def norm_parameters(module: torch.nn.Module) -> set[int]:
     }
 
 
-def _optimizer(module: torch.nn.Module, config: RLConfig) -> torch.optim.AdamW:
+def make_optimizer(module: torch.nn.Module, config: RLConfig) -> torch.optim.AdamW:
     """AdamW at ``rl.lr``; the normalisation gains at ``rl.lr * rl.norm_lr_scale``."""
     params = [p for p in module.parameters() if p.requires_grad]
     groups: list[dict[str, Any]] = [{"params": params}]
@@ -65,7 +65,7 @@ def _optimizer(module: torch.nn.Module, config: RLConfig) -> torch.optim.AdamW:
     )
 
 
-def _schedule(optimizer: torch.optim.Optimizer, config: RLConfig, steps_done: int) -> LambdaLR:
+def make_schedule(optimizer: torch.optim.Optimizer, config: RLConfig, steps_done: int) -> LambdaLR:
     """Warm-up from this optimizer's first step (its moments start from zero); the decay goes
     on from ``steps_done``, the steps the model already took, so a restart or a rollback does
     not put the learning rate back to its peak."""
@@ -114,8 +114,8 @@ class TorchBackend:
     def __init__(self, module: torch.nn.Module, config: RLConfig, steps_done: int = 0) -> None:
         self.module = self.model = module
         self.max_grad_norm = config.max_grad_norm
-        self.optimizer = _optimizer(module, config)
-        self.scheduler = _schedule(self.optimizer, config, steps_done)
+        self.optimizer = make_optimizer(module, config)
+        self.scheduler = make_schedule(self.optimizer, config, steps_done)
 
     def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
         loss.backward()
@@ -213,8 +213,8 @@ class DeepSpeedBackend:
         ds_config = load_deepspeed_config(ds_config_path, config, on_cuda)
         self.engine, _, _, _ = deepspeed.initialize(
             model=module,
-            optimizer=_optimizer(module, config),
-            lr_scheduler=lambda opt: _schedule(opt, config, steps_done),
+            optimizer=make_optimizer(module, config),
+            lr_scheduler=lambda opt: make_schedule(opt, config, steps_done),
             config=ds_config,
         )
         self.module = self.engine.module

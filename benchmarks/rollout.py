@@ -7,9 +7,11 @@ Each claim is printed next to its baseline, measured in the same run:
    (length-grouped batches under a token budget) and ``VLLMEngine.generate`` vs one
    ``model.generate(num_return_sequences=n)`` call per prompt on HFEngine's model object.
    Goals: HFEngine >= 1.0x, VLLMEngine >= 2x the plain loop.
-2. Seconds to serve new weights. HFEngine: ``update_weights`` vs ``from_pretrained`` of
-   the same weights from disk; VLLMEngine: ``update_weights`` vs starting a new engine on
-   them. Goal: >= 10x for each.
+2. Seconds to serve new weights. HFEngine: ``update_weights`` (the copying swap, and
+   ``share=True``, the co-located trainer's path that serves its tensors in place) vs
+   ``from_pretrained`` of the same weights from disk, with the floors of any copying swap
+   (a bare ``copy_`` and one read of the same tensors); VLLMEngine: ``update_weights`` vs
+   starting a new engine on them. Goal: >= 10x for each.
 
 The defaults are the demo's workload (configs/default.yaml: 16 problems a round, 16 votes,
 80 new tokens, temperature 2.0, toy problems). vLLM is measured when it is installed
@@ -126,7 +128,7 @@ def hot_swap(engine: HFEngine, args: argparse.Namespace) -> None:
     path = resolve_model_path(args.model)
     # The trainer's weights: separate tensors in memory on the engine's device.
     state = {k: v.detach().clone() for k, v in engine.model.state_dict().items()}
-    versions = iter(range(1, 2 * args.swap_repeats + 2))
+    versions = iter(range(1, 4 * args.swap_repeats + 4))
     swap = median_seconds(
         lambda: engine.update_weights(state.items(), next(versions)),
         args.swap_repeats,
@@ -137,10 +139,35 @@ def hot_swap(engine: HFEngine, args: argparse.Namespace) -> None:
         args.swap_repeats,
         engine.device,
     )
-    print(f"hot swap    HFEngine, median of {args.swap_repeats}")
+    # The floors of any swap that moves the bytes: copying them (what a swap must do), and
+    # reading them once (what the finite check does).
+    live = engine.model.state_dict()
+    copy = median_seconds(
+        lambda: [live[name].copy_(t) for name, t in state.items()], args.swap_repeats, engine.device
+    )
+    read = median_seconds(
+        lambda: [t.sum(dtype=torch.float32) for t in state.values()],
+        args.swap_repeats,
+        engine.device,
+    )
+    # The co-located trainer's path (the daemon's, with one process and plain torch): the
+    # engine serves the trainer's tensors themselves. Measured last: it leaves them shared.
+    shared = median_seconds(
+        lambda: engine.update_weights(state.items(), next(versions), share=True),
+        args.swap_repeats,
+        engine.device,
+    )
+    size = sum(t.numel() * t.element_size() for t in state.values()) / 2**30
+    print(f"hot swap    HFEngine, {size:.2f} GiB of weights, median of {args.swap_repeats}")
     print(f"  from_pretrained + .to(device):               {load * 1000:9.2f} ms")
     print(f"  HFEngine.update_weights:                     {swap * 1000:9.2f} ms")
     print(f"  ratio reload / swap:                         {load / swap:9.1f}x")
+    print(f"  floor: copy_ of the same tensors:            {copy * 1000:9.2f} ms")
+    print(f"  floor: one read of them (sum):               {read * 1000:9.2f} ms")
+    print(f"  ratio swap / (copy + read):                  {swap / (copy + read):9.2f}x")
+    print(f"  ratio reload / copy (any copying swap's max): {load / copy:8.1f}x")
+    print(f"  HFEngine.update_weights(share=True):         {shared * 1000:9.2f} ms")
+    print(f"  ratio reload / shared swap:                  {load / shared:9.1f}x")
 
 
 def vllm_hot_swap(engine: Any, hf: HFEngine, args: argparse.Namespace) -> None:

@@ -39,6 +39,11 @@ def probe(settings, model_dir: Path, prompts: list[str]) -> guard.ProbeStats:
     return guard.probe_stats(engine.generate(prompts, g.probe_samples, sampling), [None] * 4)
 
 
+def serves_the_trainers_tensors(svc: Service) -> bool:
+    live = svc.engine.model.state_dict()
+    return all(live[name].data_ptr() == t.data_ptr() for name, t in svc.trainer.named_tensors())
+
+
 def resumed_service(engine: Engine, db_url: str, tmp_path: Path):
     """A service resumed at version 1, a sharpened copy of its base (itself a copy of the
     tiny model under tmp_path/base); returns it with the probe's prompts."""
@@ -64,15 +69,20 @@ def test_a_resumed_daemon_compares_with_the_base_model(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
     svc, prompts = resumed_service(engine, db_url, tmp_path)
+    assert serves_the_trainers_tensors(svc)  # one set of weights in memory (CPU, fp32)
     baseline = svc._base_probe_stats()
 
     base_stats = probe(svc.cfg, tmp_path / "base", prompts)
     v1_stats = probe(svc.cfg, tmp_path / "checkpoints" / "v000001", prompts)
     assert v1_stats.nll < 0.8 * base_stats.nll  # the resumed version is much sharper
     assert baseline == base_stats
-    # ... and the resumed version serves again afterwards, as version 1.
+    # ... and the resumed version serves again afterwards, as version 1: the base weights
+    # went into the engine's own copies, never into the trainer's tensors it shares.
     assert svc.engine.version == 1
     assert svc._probe_stats() == v1_stats
+    assert serves_the_trainers_tensors(svc)
+    v1 = AutoModelForCausalLM.from_pretrained(tmp_path / "checkpoints" / "v000001").state_dict()
+    assert all(torch.equal(t, v1[name]) for name, t in svc.trainer.named_tensors())
     svc.voter.shutdown()
     svc.db.dispose()
 

@@ -196,6 +196,52 @@ def test_update_weights_is_in_place(engine: HFEngine, model_b: Path) -> None:
     assert torch.equal(engine.model.state_dict()[name], state_b[name])
 
 
+def test_shared_update_serves_the_callers_tensors_without_a_copy(
+    engine: HFEngine, model_b: Path
+) -> None:
+    expected = _ids(HFEngine(model_b, device="cpu").generate(PROMPTS, n=1, sampling=GREEDY))
+    trainer = AutoModelForCausalLM.from_pretrained(model_b)  # stands for the trainer's model
+    given = {name: p.detach() for name, p in trainer.named_parameters()}
+    engine.update_weights(given.items(), version=2, share=True)
+    live = engine.model.state_dict()
+    assert all(live[name].data_ptr() == t.data_ptr() for name, t in given.items())
+    assert _ids(engine.generate(PROMPTS, n=1, sampling=GREEDY)) == expected
+    assert engine.version == 2
+
+
+def test_after_sharing_other_updates_never_write_into_the_shared_tensors(
+    engine: HFEngine, model_a: Path, model_b: Path
+) -> None:
+    # The guard's base probe and a rollback load files into an engine that serves the
+    # trainer's tensors: the trainer's weights must come out unchanged.
+    trainer = AutoModelForCausalLM.from_pretrained(model_b)
+    given = {name: p.detach() for name, p in trainer.named_parameters()}
+    values = {name: t.clone() for name, t in given.items()}
+    engine.update_weights(given.items(), version=1, share=True)
+    name = "model.layers.1.self_attn.q_proj.weight"
+    engine.update_weights([(name, torch.zeros_like(given[name]))], version=2)  # partial
+    engine.load_checkpoint(model_a, version=0)
+    assert all(torch.equal(given[n], v) for n, v in values.items())
+    live = engine.model.state_dict()
+    assert all(live[n].data_ptr() != t.data_ptr() for n, t in given.items())
+    expected = _ids(HFEngine(model_a, device="cpu").generate(PROMPTS, n=1, sampling=GREEDY))
+    assert _ids(engine.generate(PROMPTS, n=1, sampling=GREEDY)) == expected
+
+
+def test_shared_update_copies_what_it_cannot_serve_and_still_checks_shapes(
+    engine: HFEngine, model_b: Path
+) -> None:
+    state_b = AutoModelForCausalLM.from_pretrained(model_b).state_dict()
+    half = {k: v.to(torch.bfloat16) for k, v in state_b.items()}  # not the engine's dtype
+    engine.update_weights(half.items(), version=1, share=True)
+    live = engine.model.state_dict()
+    assert all(live[k].dtype == torch.float32 for k in half)
+    assert all(live[k].data_ptr() != v.data_ptr() for k, v in half.items())
+    with pytest.raises(WeightUpdateError, match=re.escape("shape (65,)")):
+        engine.update_weights([("model.norm.weight", torch.ones(65))], version=2, share=True)
+    assert engine.version == 1
+
+
 def test_partial_update_changes_only_named_tensors(engine: HFEngine, model_b: Path) -> None:
     state_a = {k: v.clone() for k, v in engine.model.state_dict().items()}
     state_b = AutoModelForCausalLM.from_pretrained(model_b).state_dict()

@@ -74,6 +74,10 @@ class MirroredTrainer:
         _broadcast(("save", str(path)))
         return self.trainer.save_checkpoint(path)
 
+    @property
+    def shares_weights(self) -> bool:
+        return bool(self.trainer.shares_weights)
+
     def named_tensors(self) -> Iterator[tuple[str, Any]]:
         _broadcast(("tensors",))
         return self.trainer.named_tensors()

@@ -353,6 +353,9 @@ class Service:
             # active version is not the newest number (the rolled-back one and any retired
             # in between are), as in :meth:`_roll_back`.
             self.trainer = self._make_trainer(model_dir, numbered)
+            if self.engine is not None and self.trainer.shares_weights:
+                # One set of weights in memory: the engine serves the trainer's (the same).
+                self.engine.update_weights(self.trainer.named_tensors(), self.version, share=True)
         logger.info("model {} at version {}", model_dir, self.version)
 
     def _verify_weights(self, model_dir: Path) -> None:
@@ -747,7 +750,9 @@ class Service:
         crash_point("checkpoint_renamed")
         t0 = time.perf_counter()
         if self.engine is not None:
-            self.engine.update_weights(self.trainer.named_tensors(), new_version)
+            self.engine.update_weights(
+                self.trainer.named_tensors(), new_version, share=self.trainer.shares_weights
+            )
         swap_s = time.perf_counter() - t0
         # The guard probes the new version before it answers anything.
         # Versions numbered a multiple of every_updates: a restart neither skips nor delays one.
@@ -871,7 +876,9 @@ class Service:
                 self.version,
             )
         finally:  # also after a partial load (vLLM streams the files in)
-            self.engine.update_weights(self.trainer.named_tensors(), self.version)
+            self.engine.update_weights(
+                self.trainer.named_tensors(), self.version, share=self.trainer.shares_weights
+            )
         return self._probe_stats()
 
     def _check(self, stats: guard.ProbeStats, kl: float | None) -> list[guard.Decision]:

@@ -99,9 +99,17 @@ class Engine(Protocol):
         ...
 
     def update_weights(
-        self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int
+        self,
+        named_tensors: Iterable[tuple[str, torch.Tensor]],
+        version: int,
+        *,
+        share: bool = False,
     ) -> None:
         """Copy new weights into the live model; on any error keep serving the old ones.
+
+        ``share=True``: the caller is the co-located trainer (``Trainer.shares_weights``);
+        an engine that can serve its tensors in place, without a copy, may (HFEngine does
+        where device and dtype match; vLLM always loads into its own layout).
 
         Raises:
             WeightUpdateError: an unknown name, a wrong shape, or a non-finite value.

@@ -104,6 +104,16 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
+def _servable(tensor: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether ``tensor`` can stand in for the weight ``target`` as it is (a shared update)."""
+    return (
+        tensor.device == target.device
+        and tensor.dtype == target.dtype
+        and tensor.is_contiguous()
+        and not tensor.is_meta
+    )
+
+
 class HFEngine:
     """Rollouts from a local transformers causal LM; implements :class:`~ttrl.engines.Engine`.
 
@@ -156,6 +166,7 @@ class HFEngine:
         self.max_positions: int | None = getattr(self.model.config, "max_position_embeddings", None)
         self._version = version  # a resumed checkpoint keeps its number
         self._asleep = False
+        self._shared: set[str] = set()  # weights that are the trainer's tensors (share=True)
         # generate and update_weights may come from different threads (daemon jobs).
         self._lock = threading.RLock()
         logger.info(
@@ -233,30 +244,66 @@ class HFEngine:
         ]
 
     def update_weights(
-        self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int
+        self,
+        named_tensors: Iterable[tuple[str, torch.Tensor]],
+        version: int,
+        *,
+        share: bool = False,
     ) -> None:
-        """Copy ``named_tensors`` (``state_dict`` names) into the live model; serve ``version``.
+        """Serve ``named_tensors`` (``state_dict`` names) as ``version``.
 
-        Every tensor is checked before the first copy, so a refused update changes nothing.
+        By default they are copied into the live model, every tensor checked before the
+        first copy, so a refused update changes nothing. ``share=True`` serves the caller's
+        tensors themselves wherever they already sit on the engine's device in its dtype:
+        no copy and no second set of weights in memory. It is for the co-located trainer
+        (``Trainer.shares_weights``), whose parameters change only while the engine is
+        released for training (:func:`~ttrl.engines.base.released`) and never by a
+        non-finite step, so shared tensors are not scanned for NaN/inf (names and shapes
+        are checked as always). Any later update that is not shared first gives the engine
+        its own copies again, so it never writes into the caller's tensors.
 
         Raises:
             WeightUpdateError: unknown name, wrong shape, integer-for-float, NaN/inf.
         """
         start = time.perf_counter()
         with self._lock, torch.no_grad():
-            live = self.model.state_dict()
+            live = self._weights()
             expected = {name: (t.shape, t.dtype) for name, t in live.items()}
             tensors = check_named_tensors(expected, named_tensors)
-            check_finite(tensors)
+            shared = {n for n, t in tensors.items() if share and _servable(t, live[n])}
+            check_finite({n: t for n, t in tensors.items() if n not in shared})
             for name, tensor in tensors.items():
+                if name in shared:
+                    live[name].data = tensor.detach()
+                    self._shared.add(name)
+                    continue
+                if name in self._shared:  # never write into the trainer's tensor
+                    live[name].data = torch.empty_like(live[name])
+                    self._shared.discard(name)
                 live[name].copy_(tensor)
+            if not share:
+                self._own_weights(live)  # the shared weights this update did not name
             if self.device.type == "cuda" and not self._asleep:
                 torch.cuda.synchronize(self.device)
             self._version = version
+        how = f"{len(shared)} shared, {len(tensors) - len(shared)} copied" if share else "copied"
         logger.info(
             f"HFEngine: now serving version {version} "
-            f"({len(tensors)} tensors swapped in {time.perf_counter() - start:.3f}s)"
+            f"({len(tensors)} tensors {how} in {time.perf_counter() - start:.3f}s)"
         )
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """The model's ``state_dict`` names mapped to its Parameter / buffer objects (whose
+        ``.data`` a shared update rebinds; ``state_dict()`` holds detached aliases)."""
+        objects: dict[str, torch.Tensor] = dict(self.model.named_parameters(remove_duplicate=False))
+        objects.update(self.model.named_buffers(remove_duplicate=False))
+        return {name: objects.get(name, t) for name, t in self.model.state_dict().items()}
+
+    def _own_weights(self, live: dict[str, torch.Tensor]) -> None:
+        """Give each weight still shared its own storage (a copy of its current value)."""
+        for name in self._shared:
+            live[name].data = live[name].data.clone()
+        self._shared.clear()
 
     def load_checkpoint(self, model_dir: str | Path, version: int) -> None:
         """Serve the weights of a safetensors checkpoint directory as ``version``.
@@ -271,6 +318,7 @@ class HFEngine:
         with self._lock:
             if self.device.type != "cuda" or self._asleep:
                 return
+            self._shared.clear()  # the move gives every weight its own copy
             self.model.to("cpu")
             torch.cuda.empty_cache()
             self._asleep = True

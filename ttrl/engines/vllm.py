@@ -225,10 +225,14 @@ class VLLMEngine:
         ]
 
     def update_weights(
-        self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int
+        self,
+        named_tensors: Iterable[tuple[str, torch.Tensor]],
+        version: int,
+        *,
+        share: bool = False,
     ) -> None:
         """Load ``named_tensors`` (HF ``state_dict`` names, every parameter) into every
-        worker, in place.
+        worker, in place (``share`` changes nothing: the workers keep their own layout).
 
         Complete updates only: vLLM fuses q/k/v and gate/up into single tensors, and its
         reload rebuilds a fused tensor from whatever pieces it was sent.

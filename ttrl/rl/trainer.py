@@ -439,6 +439,13 @@ class Trainer:
 
     # -- export ----------------------------------------------------------------------------
 
+    @property
+    def shares_weights(self) -> bool:
+        """Whether :meth:`named_tensors` yields the live parameters themselves, which only
+        :meth:`step` changes and never by a non-finite step (plain torch, one process): a
+        co-located engine may serve them in place (``update_weights(..., share=True)``)."""
+        return isinstance(self.backend, TorchBackend)
+
     def named_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
         """The current parameters by Hugging Face name, for ``Engine.update_weights``.
 

@@ -82,7 +82,9 @@ def ttrl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[s
     db = make_engine(f"sqlite:///{workdir / 'ttrl.db'}")
     with transaction(db, write=False) as conn:
         voted = conn.execute(text("SELECT count(*) FROM votes")).scalar_one()
-        tokens = conn.execute(text("SELECT coalesce(sum(n_tokens), 0) FROM model_versions"))
+        tokens, train_s = conn.execute(
+            text("SELECT coalesce(sum(n_tokens), 0), coalesce(sum(train_s), 0) FROM model_versions")
+        ).one()
         latest = conn.execute(
             text(
                 "SELECT v.problem_id, v.label_correct FROM votes v JOIN "
@@ -90,7 +92,6 @@ def ttrl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[s
                 "ON v.id = n.id"
             )
         ).all()
-        trained_tokens = tokens.scalar_one()
     db.dispose()
     labels = LatestLabels({str(pid): bool(ok) for pid, ok in latest})
     return {
@@ -98,8 +99,9 @@ def ttrl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[s
         "seconds": result["seconds"],
         "voted": voted,
         "updates": result["versions"],
-        "trained_tokens": int(trained_tokens),
-        "backward_tokens": int(trained_tokens),
+        "trained_tokens": int(tokens),
+        "backward_tokens": int(tokens),
+        "train_seconds": round(float(train_s), 1),
         "problems_seen": len(labels.correct),
         "label_accuracy": labels.accuracy(),
         "pass1": result["pass1_after"],
@@ -203,6 +205,17 @@ def trl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[st
         report_to="none",
         disable_tqdm=True,
     )
+    generating = [0.0]
+    generate = model.generate
+
+    def timed_generate(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            generating[0] += time.perf_counter() - t0
+
+    model.generate = timed_generate  # TRL samples through it (no vLLM, no DeepSpeed)
     optimizer = make_optimizer(model, rl)
     trainer = GRPOTrainer(
         model=model,
@@ -230,6 +243,7 @@ def trl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[st
         "updates": steps // rl.mini_batches,
         "trained_tokens": counts["signal_tokens"],
         "backward_tokens": counts["backward_tokens"],
+        "train_seconds": round(seconds - generating[0], 1),
         "problems_seen": len(labels.correct),
         "label_accuracy": labels.accuracy(),
         "pass1": round(after.pass_at_1, 4),
@@ -294,9 +308,9 @@ def report(seed: int, order: tuple[str, str], results: dict[str, dict[str, Any]]
     for side in SIDES:
         r = results[side]
         print(
-            f"  {side}: {r['seconds']:.0f} s loop, {r['threads']} torch threads, "
-            f"{r['problems_seen']} problems seen, {r['backward_tokens']} completion tokens "
-            "through a backward"
+            f"  {side}: {r['seconds']:.0f} s loop ({r['train_seconds']:.0f} s training, the "
+            f"rest sampling and voting), {r['threads']} torch threads, {r['problems_seen']} "
+            f"problems seen, {r['backward_tokens']} completion tokens through a backward"
         )
     return ratios
 

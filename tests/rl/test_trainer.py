@@ -2,6 +2,7 @@
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from ttrl.engines.tokens import cut_at_stop
 from ttrl.rl.backends import decay_factor, load_deepspeed_config, warmup_factor
 from ttrl.rl.batch import Rollout, RolloutGroup
 from ttrl.rl.config import RLConfig
-from ttrl.rl.trainer import Trainer
+from ttrl.rl.trainer import Trainer, step_chunks
 
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -299,3 +300,20 @@ def test_cuda_step_runs_under_bf16_autocast(tiny_model_dir: Path) -> None:
     # Master weights stay fp32 on the GPU; only the compute is bf16.
     assert all(t.dtype == torch.float32 and t.is_cuda for _, t in trainer.named_tensors())
     assert _max_diff(before, _weights(trainer)) > 0
+
+
+@pytest.mark.parametrize("split", ["groups", "rollouts"])
+def test_step_chunks_deal_every_sequence_once_into_at_most_the_steps(split: str) -> None:
+    group_of_seq = [g for g in range(5) for _ in range(3)]  # 5 groups of 3
+    chunks = step_chunks(group_of_seq, 4, split, random.Random(0))
+    assert len(chunks) == 4 and all(chunks)
+    assert sorted(i for c in chunks for i in c) == list(range(15))
+    groups_per_step = [{group_of_seq[i] for i in c} for c in chunks]
+    if split == "groups":  # a group never spans two steps
+        assert sum(len(g) for g in groups_per_step) == 5
+    else:  # singly dealt: some step mixes rollouts of more groups than whole groups allow
+        assert max(len(g) for g in groups_per_step) > 2
+    assert step_chunks(group_of_seq, 9, split, random.Random(1)) == step_chunks(
+        group_of_seq, 9, split, random.Random(1)
+    )
+    assert len(step_chunks([0, 0], 4, "groups", random.Random(0))) == 1

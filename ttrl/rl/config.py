@@ -104,6 +104,12 @@ class RLConfig(BaseModel):
     mini_batches: int = Field(
         1, ge=1, description="Optimizer steps per epoch (groups split evenly)."
     )
+    mini_batch_split: Literal["groups", "rollouts"] = Field(
+        "rollouts",
+        description="How an update's rollouts are dealt into the mini_batches steps: "
+        "rollouts (shuffled singly, as TRL does: every step sees most problems) or groups "
+        "(each group's rollouts in one step: a step sees mini_batches times fewer problems).",
+    )
     micro_batch_tokens: int = Field(
         16384, ge=1, description="Token budget of one forward/backward, padding included."
     )

@@ -124,6 +124,25 @@ def _load_model(model_dir: Path, trust_remote_code: bool) -> PreTrainedModel:
     return load_causal_lm(model_dir, trust_remote_code=trust_remote_code, dtype=torch.float32)
 
 
+def step_chunks(
+    group_of_seq: Sequence[int], steps: int, split: str, rng: random.Random
+) -> list[list[int]]:
+    """Sequence indices per optimizer step, in a random order: ``split="groups"`` keeps each
+    group in one step; ``"rollouts"`` deals the sequences out singly (TRL's shuffle), so
+    every step sees most problems. At most ``steps`` steps, none empty."""
+    if split == "rollouts":
+        units = [[i] for i in range(len(group_of_seq))]
+    else:
+        by_group: dict[int, list[int]] = {}
+        for i, g in enumerate(group_of_seq):
+            by_group.setdefault(g, []).append(i)
+        units = list(by_group.values())
+    rng.shuffle(units)
+    n = min(steps, len(units))
+    chunks = [units[k * len(units) // n : (k + 1) * len(units) // n] for k in range(n)]
+    return [sorted(i for unit in chunk for i in unit) for chunk in chunks]
+
+
 class Trainer:
     """GRPO-family trainer for one policy loaded from a local Hugging Face directory."""
 
@@ -221,7 +240,7 @@ class Trainer:
         seqs, group_of_seq = self._sequences(selection.groups)
         metrics.sequences = len(seqs)
         metrics.tokens = sum(len(s.completion) for s in seqs)
-        minis = self._mini_batches(seqs, group_of_seq, len(selection.groups), rng)
+        minis = self._mini_batches(seqs, group_of_seq, rng)
         recompute = cfg.recompute_old_logprobs == "always" or cfg.ppo_epochs > 1 or len(minis) > 1
         sums = torch.zeros(_SLOTS, dtype=torch.float64, device=self.device)
         # Per-rank maximum of the importance ratio, summed into a vector (one slot a rank).
@@ -306,21 +325,14 @@ class Trainer:
         return seqs, group_ids
 
     def _mini_batches(
-        self,
-        seqs: list[TrainSequence],
-        group_of_seq: list[int],
-        n_groups: int,
-        rng: random.Random,
+        self, seqs: list[TrainSequence], group_of_seq: list[int], rng: random.Random
     ) -> list[_MiniBatch]:
-        """Split whole groups into ``mini_batches`` optimizer steps, then shard each into this
-        rank's micro-batches."""
-        order = list(range(n_groups))
-        rng.shuffle(order)
-        n = min(self.config.mini_batches, n_groups)
-        chunks = [set(order[i * n_groups // n : (i + 1) * n_groups // n]) for i in range(n)]
+        """Split the sequences into ``mini_batches`` optimizer steps
+        (:func:`step_chunks`), then shard each into this rank's micro-batches."""
         minis = []
-        for chunk in chunks:
-            idx = [i for i, g in enumerate(group_of_seq) if g in chunk]
+        for idx in step_chunks(
+            group_of_seq, self.config.mini_batches, self.config.mini_batch_split, rng
+        ):
             plan = shard_micro_batches(
                 [seqs[i].length for i in idx],
                 self.backend.world_size,

@@ -102,7 +102,7 @@ class RLConfig(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0, description="Global gradient-norm clip.")
     ppo_epochs: int = Field(1, ge=1, description="Passes over each batch.")
     mini_batches: int = Field(
-        1, ge=1, description="Optimizer steps per epoch (groups split evenly)."
+        1, ge=1, description="Optimizer steps per epoch (rollouts dealt by mini_batch_split)."
     )
     mini_batch_split: Literal["groups", "rollouts"] = Field(
         "rollouts",

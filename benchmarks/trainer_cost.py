@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import torch
+from memory import peak_rss_gib, rss_gib
 from safetensors import safe_open
 
 from ttrl.rl.batch import Rollout, RolloutGroup
@@ -48,16 +48,6 @@ DEEPSPEED = HERE.parents[1] / "configs" / "deepspeed" / "zero3.json"
 GROUP_SIZE = 4
 PROMPT_LEN = 32
 SETUPS = ("weights", "torch", "torch+gc", "zero3x2", "zero3-offload x2")
-
-
-def peak_rss_gib() -> float:
-    """This process's peak resident set size (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def rss_gib() -> float:
-    """This process's resident set size now (after the update: what stays)."""
-    return resource.getpagesize() * int(Path("/proc/self/statm").read_text().split()[1]) / 2**30
 
 
 def parameter_count(model_dir: Path) -> int:
@@ -135,7 +125,10 @@ def child(setup: str, model_dir: Path, m: int, completion_len: int, vocab: int) 
         seconds = time.perf_counter() - begin
     rank = int(os.environ.get("RANK", 0))
     line = {"setup": setup, "rank": rank, "peak": peak_rss_gib(), "now": rss_gib(), "s": seconds}
-    print(json.dumps(line))
+    # One write per line: two ranks share the pipe, and buffered prints of theirs interleaved
+    # into one line once.
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (json.dumps(line) + "\n").encode())
     if setup.startswith("zero3"):
         from ttrl.daemon.ranks import leave
 

@@ -15,9 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from loguru import logger
+from sqlalchemy import case, func, select
+from sqlalchemy.engine import Engine
 
 from ttrl.config import Settings
 from ttrl.daemon.service import Service
+from ttrl.dashboards import views
 from ttrl.db import make_engine, migrate, queue, transaction
 from ttrl.db.queue import NewProblem
 from ttrl.engines import load_engine
@@ -27,6 +30,8 @@ from ttrl.toy.task import generate_problems
 EVAL_SAMPLES = 16
 # Every problem stays in the queue until the budget ends: TTRL revisits its test set.
 DEMO_PASSES = 1_000_000
+# The tiny model's matrices are too small to split usefully over more threads than this.
+MAX_THREADS = 4
 
 
 def run_demo(
@@ -90,23 +95,42 @@ def run_demo(
         service.stopping.set()
     seconds = time.perf_counter() - t0
 
+    answers = daemon_answers(make_engine(cfg.db_url))
     if service.version:
         newest = Path(cfg.daemon.checkpoint_dir) / f"v{service.version:06d}"
         engine.load_checkpoint(newest, service.version)  # type: ignore[attr-defined]
     logger.info("evaluating version {} on the same problems", service.version)
     after = evaluate(engine, labelled, EVAL_SAMPLES, sampling, f"version {service.version}")
-    return summary(before, after, service.version, seconds)
+    return summary(before, after, answers, service.version, seconds)
+
+
+def daemon_answers(db: Engine) -> tuple[float | None, float | None]:
+    """What users got, graded against the hidden references: the accuracy of the labels
+    the base model's votes set (version 0), and of every problem's current answer
+    (``v_answers``: its newest label). None where nothing was voted."""
+    a, v = views.answers.c, views.accuracy_by_version.c
+    try:
+        with transaction(db, write=False) as conn:
+            now = conn.execute(
+                select(func.avg(case((a.answer_correct, 1.0), else_=0.0))).where(
+                    a.answer.is_not(None), a.reference_answer.is_not(None)
+                )
+            ).scalar()
+            base = conn.execute(select(v.label_accuracy).where(v.model_version == 0)).scalar()
+    finally:
+        db.dispose()
+    return base, now
 
 
 def host_threads() -> int:
-    """torch threads for the demo on this host: half the cores the process may use (the
-    other half runs voting, answer checking and whatever else the host does), fewer when
-    the load average says they are busy, at least one. On a 2-core box: 1 (measured with
-    one core busy: `ttrl eval` 15.9 s with one thread, 26.9 s with torch's default two)."""
+    """torch threads for the demo on this host: the cores the process may use that the load
+    average leaves idle, at most :data:`MAX_THREADS`, at least one. On an idle 2-core box: 2
+    (the demo's loop made 1.6x the versions per minute with 2 threads than with 1,
+    docs/performance.md); with one core busy: 1 (two threads then spin-wait on each other)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else cores
-    return max(1, min(cores // 2, int(idle)))
+    return max(1, min(cores, MAX_THREADS, round(idle)))
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -128,8 +152,18 @@ def _stop_at_version(service: Service, versions: int) -> None:
             service.stopping.set()
 
 
-def summary(before: EvalReport, after: EvalReport, versions: int, seconds: float) -> dict:
+def summary(
+    before: EvalReport,
+    after: EvalReport,
+    answers: tuple[float | None, float | None],
+    versions: int,
+    seconds: float,
+) -> dict:
+    """The demo's JSON line: the evaluations of the base model and the newest version at
+    the sampling temperature, and the daemon's answers (see :func:`daemon_answers`)."""
     return {
+        "answers_before": None if answers[0] is None else round(answers[0], 4),
+        "answers_after": None if answers[1] is None else round(answers[1], 4),
         "pass1_before": round(before.pass_at_1, 4),
         "pass1_after": round(after.pass_at_1, 4),
         "maj_before": round(before.maj_at_n, 4),

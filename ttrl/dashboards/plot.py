@@ -49,6 +49,15 @@ def version_history(conn: Connection) -> list[VersionFigures]:
     return [VersionFigures(*row) for row in conn.execute(stmt)]
 
 
+def missing_plot_module() -> str | None:
+    """The module of the ``ttrl[plot]`` extra that cannot be imported here, or None."""
+    try:
+        import matplotlib  # noqa: F401
+    except ModuleNotFoundError as exc:
+        return exc.name or "matplotlib"
+    return None
+
+
 def plot_history(history: list[VersionFigures], out: Path) -> Path:
     """Draw ``history`` to the PNG ``out``; curves without any value are left out."""
     if not history:

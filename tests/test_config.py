@@ -131,3 +131,24 @@ def test_secrets_are_masked_when_shown() -> None:
     assert "hunter2" not in str(shown) and "pw" not in shown["db_url"]
     assert shown["db_url"] == "postgresql://ttrl:***@db:5432/ttrl?sslmode=require&sslpassword=***"
     assert cfg.db_url.endswith("sslmode=require")  # the settings themselves are untouched
+
+
+def test_the_trainer_follows_the_engine_sampling_and_refuses_a_contradiction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rl.temperature and rl.max_completion_tokens used to be overwritten silently."""
+    from ttrl.daemon.service import rl_config
+
+    f = tmp_path / "mine.yaml"
+    f.write_text("engine:\n  sampling:\n    temperature: 0.8\n    max_new_tokens: 96\n")
+    rl = rl_config(load_settings(f))
+    assert (rl.temperature, rl.max_completion_tokens) == (0.8, 96)
+    monkeypatch.setenv("TTRL_RL__TEMPERATURE", "0.8")
+    assert rl_config(load_settings(f)).temperature == 0.8  # the same value: no contradiction
+    monkeypatch.setenv("TTRL_RL__TEMPERATURE", "0.6")
+    with pytest.raises(ConfigError, match=r"rl.temperature=0.6 differs from engine.sampling"):
+        rl_config(load_settings(f))
+    monkeypatch.delenv("TTRL_RL__TEMPERATURE")
+    monkeypatch.setenv("TTRL_RL__MAX_COMPLETION_TOKENS", "64")
+    with pytest.raises(ConfigError, match=r"engine.sampling.max_new_tokens=96"):
+        rl_config(load_settings(f))

@@ -61,12 +61,18 @@ def rl_config(cfg: Settings) -> Any:
             "engine.sampling.temperature is 0 (greedy): all votes of a problem would agree "
             "and nothing could be learned; set it > 0 or daemon.updates: false"
         )
-    return cfg.rl.model_copy(
-        update={
-            "temperature": sampling.temperature,
-            "max_completion_tokens": sampling.max_new_tokens,
-        }
-    )
+    follows = {
+        "temperature": ("temperature", sampling.temperature),
+        "max_completion_tokens": ("max_new_tokens", sampling.max_new_tokens),
+    }
+    for key, (engine_key, value) in follows.items():
+        mine = getattr(cfg.rl, key)
+        if key in cfg.rl.model_fields_set and mine != value:
+            raise ConfigError(
+                f"rl.{key}={mine} differs from engine.sampling.{engine_key}={value}: the "
+                f"trainer follows the engine's sampling; drop rl.{key} or set both alike"
+            )
+    return cfg.rl.model_copy(update={key: value for key, (_, value) in follows.items()})
 
 
 def build_trainer(cfg: Settings, model_dir: Path, version: int) -> Any:

@@ -31,8 +31,10 @@ def clipped_policy_loss(
     """
     if advantages.ndim == 1:
         advantages = advantages[:, None]
-    # Clamping the log ratio keeps exp finite for a wildly off-policy token; such a token is
-    # clipped anyway, so the clamp never changes a gradient that survives.
+    # Clamping the log ratio keeps exp finite for a wildly off-policy token. It is not free:
+    # with A < 0 and a huge ratio, the unclipped term -A * ratio wins the max and keeps its
+    # gradient, and beyond the clamp (log ratio > 20) the clamp passes none. Such a token's
+    # push is then dropped instead of unbounded; dual_clip bounds it by design (-A * c).
     ratio = torch.exp((logp - old_logp).clamp(-20.0, 20.0))
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
@@ -79,6 +81,14 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> to
         neg = (-log_ratio).clamp(-20.0, 20.0)
         return (torch.exp(neg) - neg - 1.0).clamp(-10.0, 10.0)
     raise ValueError(f"unknown kl estimator {estimator!r}; choose 'k1' or 'k3'")
+
+
+def policy_drift_kl(old_logp: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(old || new) from tokens the old policy sampled: how far
+    an update moved the policy (the ``approx_kl`` metric). It is :func:`kl_penalty` with the
+    old policy in the place of the sampling one; ``exp(old - new) - 1 - (old - new)``, the
+    other direction of the ratio, estimates chi-square minus KL instead."""
+    return kl_penalty(old_logp, logp, "k3")
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:

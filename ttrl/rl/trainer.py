@@ -31,6 +31,7 @@ from ttrl.rl.losses import (
     aggregate_loss,
     clipped_policy_loss,
     kl_penalty,
+    policy_drift_kl,
     truncated_is_weights,
 )
 from ttrl.rl.packing import (
@@ -433,11 +434,10 @@ class Trainer:
         if cfg.entropy_coef > 0 and entropy is not None:
             loss = loss - cfg.entropy_coef * agg(entropy)
         with torch.no_grad():
-            log_ratio = old - logp
             sums[_LOSS] += loss.detach()
             sums[_PG] += pg.detach()
             sums[_CLIP] += (clipped * mask).sum()
-            sums[_AKL] += ((log_ratio.exp() - 1 - log_ratio) * mask).sum()
+            sums[_AKL] += (policy_drift_kl(old, logp) * mask).sum()
             sums[_TOK] += mask.sum()
             if entropy_metric and entropy is not None:
                 sums[_ENT] += (entropy.detach() * mask).sum()

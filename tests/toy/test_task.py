@@ -36,6 +36,21 @@ def test_every_step_is_right_and_the_box_holds_the_value_of_the_prompt(level: in
         assert lines[-1] == f"\\boxed{{{problem.answer}}}"
 
 
+def test_solutions_add_the_values_in_every_order() -> None:
+    """Several paths to one answer: what makes the majority beat greedy decoding."""
+    first_sums = set()
+    for problem in generate_problems(5, 200, (2,), any_order=True):
+        terms = re.findall(r"\d+", problem.prompt)
+        if len(set(terms)) < 3:
+            continue  # a repeated term would make the positions ambiguous
+        first = problem.completion().split("\n")[1].split(" = ")[0].split(" + ")
+        first_sums.add((terms.index(first[0]), terms.index(first[1])))
+    assert len(first_sums) == 6  # any ordered pair of the three terms starts the sum
+    assert {p.completion().split("\n")[1][:5] for p in generate_problems(5, 50, (2,))} == {
+        p.prompt[8:13] for p in generate_problems(5, 50, (2,))
+    }  # without it: left to right
+
+
 def test_levels_cycle_so_any_prefix_is_balanced() -> None:
     levels = [p.level for p in generate_problems(0, 8)]
     assert levels == [1, 2, 3, 4, 1, 2, 3, 4]

@@ -95,7 +95,7 @@ def run_demo(
         service.stopping.set()
     seconds = time.perf_counter() - t0
 
-    answers = daemon_answers(make_engine(cfg.db_url))
+    answers = answer_accuracy(make_engine(cfg.db_url))
     if service.version:
         newest = Path(cfg.daemon.checkpoint_dir) / f"v{service.version:06d}"
         engine.load_checkpoint(newest, service.version)  # type: ignore[attr-defined]
@@ -104,22 +104,20 @@ def run_demo(
     return summary(before, after, answers, service.version, seconds)
 
 
-def daemon_answers(db: Engine) -> tuple[float | None, float | None]:
-    """What users got, graded against the hidden references: the accuracy of the labels
-    the base model's votes set (version 0), and of every problem's current answer
-    (``v_answers``: its newest label). None where nothing was voted."""
-    a, v = views.answers.c, views.accuracy_by_version.c
+def answer_accuracy(db: Engine) -> float | None:
+    """What users got at the end, graded against the hidden references: the share of the
+    voted problems whose current answer (``v_answers``: its newest label) is right; None
+    where nothing was voted."""
+    a = views.answers.c
     try:
         with transaction(db, write=False) as conn:
-            now = conn.execute(
+            return conn.execute(
                 select(func.avg(case((a.answer_correct, 1.0), else_=0.0))).where(
                     a.answer.is_not(None), a.reference_answer.is_not(None)
                 )
             ).scalar()
-            base = conn.execute(select(v.label_accuracy).where(v.model_version == 0)).scalar()
     finally:
         db.dispose()
-    return base, now
 
 
 def host_threads() -> int:
@@ -153,17 +151,14 @@ def _stop_at_version(service: Service, versions: int) -> None:
 
 
 def summary(
-    before: EvalReport,
-    after: EvalReport,
-    answers: tuple[float | None, float | None],
-    versions: int,
-    seconds: float,
+    before: EvalReport, after: EvalReport, answers: float | None, versions: int, seconds: float
 ) -> dict:
-    """The demo's JSON line: the evaluations of the base model and the newest version at
-    the sampling temperature, and the daemon's answers (see :func:`daemon_answers`)."""
+    """The demo's JSON line: the base model and the newest version evaluated at the sampling
+    temperature, and the daemon's answers. Before the loop, the daemon would answer each
+    problem with the base model's majority of N votes: ``maj_before``."""
     return {
-        "answers_before": None if answers[0] is None else round(answers[0], 4),
-        "answers_after": None if answers[1] is None else round(answers[1], 4),
+        "answers_before": round(before.maj_at_n, 4),
+        "answers_after": None if answers is None else round(answers, 4),
         "pass1_before": round(before.pass_at_1, 4),
         "pass1_after": round(after.pass_at_1, 4),
         "maj_before": round(before.maj_at_n, 4),

@@ -23,14 +23,19 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "model"
 # wrong answers while the right one stays the most frequent: the headroom between pass@1
 # and maj@16 that TTRL learns from (numbers in docs/tiny-model.md).
 DEFAULT_TEMPERATURE = 1.5
+# A model trained on solutions in any order (TrainConfig.any_order) takes different paths
+# to the answer at the plain softmax already: its majority beats its greedy answer there.
+ANY_ORDER_TEMPERATURE = 1.0
 MAX_NEW_TOKENS = 80  # the longest solution of the task has 57 characters
 
 
-def generation_config(tokenizer: PreTrainedTokenizerFast) -> GenerationConfig:
+def generation_config(
+    tokenizer: PreTrainedTokenizerFast, temperature: float = DEFAULT_TEMPERATURE
+) -> GenerationConfig:
     """Default decoding of the tiny model, saved next to its weights."""
     return GenerationConfig(
         do_sample=True,
-        temperature=DEFAULT_TEMPERATURE,
+        temperature=temperature,
         top_k=0,
         top_p=1.0,
         max_new_tokens=MAX_NEW_TOKENS,
@@ -44,10 +49,12 @@ def save(
     tokenizer: PreTrainedTokenizerFast,
     out_dir: Path,
     info: dict[str, object],
+    temperature: float = DEFAULT_TEMPERATURE,
 ) -> None:
-    """Write model (safetensors), tokenizer, generation config and ``build.json`` to ``out_dir``."""
+    """Write model (safetensors), tokenizer, generation config (sampling at ``temperature``)
+    and ``build.json`` to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.generation_config = generation_config(tokenizer)
+    model.generation_config = generation_config(tokenizer, temperature)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     (out_dir / "build.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -65,7 +72,13 @@ def build(cfg: TrainConfig, out_dir: Path = SHIPPED_DIR, progress: bool = True) 
         "final_loss": sum(tail) / len(tail),
         "train_seconds": round(time.perf_counter() - start, 1),
     }
-    save(model, tokenizer, out_dir, info)
+    save(
+        model,
+        tokenizer,
+        out_dir,
+        info,
+        ANY_ORDER_TEMPERATURE if cfg.any_order else DEFAULT_TEMPERATURE,
+    )
     return out_dir
 
 

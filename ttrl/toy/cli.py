@@ -64,13 +64,20 @@ def build_command(
     threads: Annotated[
         int, typer.Option(min=1, help="torch CPU threads; the same count gives the same weights.")
     ] = 1,
+    any_order: Annotated[
+        bool,
+        typer.Option(
+            help="Train on solutions that add in any order: the model with headroom at "
+            "temperature 1.0 (docs/tiny-model.md), sampled at 1.0 by default."
+        ),
+    ] = False,
 ) -> None:
     """Pretrain the tiny model from scratch on CPU (deterministic) and save it."""
     # Imported here: torch and transformers would slow down every other ttrl command.
     from ttrl.toy.build import SHIPPED_DIR, build
     from ttrl.toy.train import TrainConfig
 
-    cfg = TrainConfig(seed=seed, threads=threads)
+    cfg = TrainConfig(seed=seed, threads=threads, any_order=any_order)
     if steps is not None:
         cfg = replace(cfg, steps=steps)
     path = build(cfg, out or SHIPPED_DIR)

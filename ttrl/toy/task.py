@@ -2,11 +2,14 @@
 
 A problem is a sum of 2 digit numbers and, from level 3 on, of a product of two digits;
 the partial sums have 2-3 digits. The solution first evaluates the product, then adds
-the terms left to right, one equation a line, and ends in ``\\boxed{answer}`` like the
-solutions of Qwen2.5-Math that TTRL votes on. Every step is a chance for a sampled
-solution to slip a digit, so errors scatter over many wrong answers while the right one
-stays the mode: the gap between a single sample and the majority that TTRL (Zuo et al.
-2025) learns from.
+the values left to right (or, with ``any_order``, in an order drawn at random), one
+equation a line, and ends in ``\\boxed{answer}`` like the solutions of Qwen2.5-Math that
+TTRL votes on. Every step is a chance for a sampled solution to slip a digit, so errors
+scatter over many wrong answers while the right one stays the mode: the gap between a
+single sample and the majority that TTRL (Zuo et al. 2025) learns from. A model trained on
+solutions in any order has several paths to one answer (six for three values) and slips on
+different steps on each, so its majority beats even greedy decoding, which follows one
+path: the self-consistency gap (Wang et al. 2023), there at temperature 1.0.
 """
 
 from __future__ import annotations
@@ -68,15 +71,16 @@ def _term(rng: random.Random, product: bool) -> tuple[int, int | None]:
     return rng.randint(10, 99), None
 
 
-def make_problem(rng: random.Random, level: int, split: Split) -> Problem:
-    """Draw one problem of ``level`` (see :data:`LEVELS`) on the ``split`` side from ``rng``."""
-    problem = _draw(rng, level)
+def make_problem(rng: random.Random, level: int, split: Split, any_order: bool = False) -> Problem:
+    """Draw one problem of ``level`` (see :data:`LEVELS`) on the ``split`` side from ``rng``;
+    with ``any_order`` its solution adds the values in an order drawn from ``rng``."""
+    problem = _draw(rng, level, any_order)
     while split_of(problem.prompt) != split:
-        problem = _draw(rng, level)
+        problem = _draw(rng, level, any_order)
     return problem
 
 
-def _draw(rng: random.Random, level: int) -> Problem:
+def _draw(rng: random.Random, level: int, any_order: bool) -> Problem:
     if level not in LEVELS:
         raise ValueError(f"level {level!r} is unknown: choose one of {sorted(LEVELS)}")
     n_terms, n_products = LEVELS[level]
@@ -91,6 +95,8 @@ def _draw(rng: random.Random, level: int) -> Problem:
         else:
             steps.append(f"{a} * {b} = {a * b}")
             values.append(a * b)
+    if any_order:
+        rng.shuffle(values)  # the order of the additions: several paths to one answer
     total = values[0]
     for value in values[1:]:
         steps.append(f"{total} + {value} = {total + value}")
@@ -102,12 +108,17 @@ def _draw(rng: random.Random, level: int) -> Problem:
 
 
 def generate_problems(
-    seed: int | str, count: int, levels: tuple[int, ...] | None = None, split: Split = "test"
+    seed: int | str,
+    count: int,
+    levels: tuple[int, ...] | None = None,
+    split: Split = "test",
+    any_order: bool = False,
 ) -> Iterator[Problem]:
     """Yield ``count`` problems, deterministic in ``seed``; levels cycle through ``levels``.
 
     ``split="test"`` (the default, for ``ttrl toy problems``, evaluation and the daemon)
-    draws only problems that training never sees; training draws ``"train"``.
+    draws only problems that training never sees; training draws ``"train"``. ``any_order``:
+    see :func:`make_problem` (it draws from the same stream, so the problems differ too).
 
     Cycling (rather than drawing) the level keeps every prefix of the stream balanced, so a
     held-out set of 256 holds 64 problems of each level.
@@ -120,4 +131,4 @@ def generate_problems(
             raise ValueError(f"level {level!r} is unknown: choose one of {sorted(LEVELS)}")
     rng = random.Random(seed)
     for i in range(count):
-        yield make_problem(rng, levels[i % len(levels)], split)
+        yield make_problem(rng, levels[i % len(levels)], split, any_order)

@@ -39,6 +39,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    # Solutions that add the values in any order (ttrl.toy.task): the model of
+    # docs/tiny-model.md's "headroom at temperature 1.0". The shipped model: left to right.
+    any_order: bool = False
     # One thread: on a shared 2-core machine two OpenMP threads spin-wait on each other
     # and ran a step 5x slower than one thread in our measurements.
     threads: int = 1
@@ -113,7 +116,9 @@ def train(
             # One level per batch, in turn: its problems have about the same length, so
             # padding wastes little compute.
             level = levels[step % len(levels)]
-            problems = [make_problem(rng, level, "train") for _ in range(cfg.batch_size)]
+            problems = [
+                make_problem(rng, level, "train", cfg.any_order) for _ in range(cfg.batch_size)
+            ]
             batch = encode_batch(problems, tokenizer)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)

@@ -133,7 +133,7 @@ def enqueue(
 
 def _open_input(file: str) -> tuple[BinaryIO, str]:
     if file == "-":
-        return sys.stdin.buffer, "<stdin>"  # type: ignore[return-value]
+        return sys.stdin.buffer, "<stdin>"
     try:
         return open(file, "rb"), file
     except OSError as exc:

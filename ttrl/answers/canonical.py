@@ -346,7 +346,7 @@ def _inequality(text: str) -> Key | None:
     if _bound(unknown) is not None:
         return None
     if kinds[0] in (">", ">=") and kinds[1] in (">", ">="):
-        low, high, kinds = high, low, [_FLIP[kinds[1]], _FLIP[kinds[0]]]  # type: ignore[index]
+        low, high, kinds = high, low, [_FLIP[kinds[1]], _FLIP[kinds[0]]]
     if kinds[0] not in ("<", "<=") or kinds[1] not in ("<", "<="):
         return None
     a, b = _bound(low), _bound(high)

@@ -98,7 +98,7 @@ def run_demo(
     answers = answer_accuracy(make_engine(cfg.db_url))
     if service.version:
         newest = Path(cfg.daemon.checkpoint_dir) / f"v{service.version:06d}"
-        engine.load_checkpoint(newest, service.version)  # type: ignore[attr-defined]
+        engine.load_checkpoint(newest, service.version)
     logger.info("evaluating version {} on the same problems", service.version)
     after = evaluate(engine, labelled, EVAL_SAMPLES, sampling, f"version {service.version}")
     return summary(before, after, answers, service.version, seconds)

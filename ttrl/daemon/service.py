@@ -436,7 +436,7 @@ class Service:
         model_dir = Path(path) if path else resolve_model_path(self.cfg.engine.model)
         try:
             # load_checkpoint checks every tensor (names, shapes, NaN/inf) before serving it.
-            self.engine.load_checkpoint(model_dir, version)  # type: ignore[attr-defined]
+            self.engine.load_checkpoint(model_dir, version)
         except (OSError, ValueError, RuntimeError) as exc:
             logger.warning("cannot load version {} from {} yet ({}); retrying", version, path, exc)
             return
@@ -872,7 +872,7 @@ class Service:
             return self._probe_stats()
         base = resolve_model_path(self.cfg.engine.model)
         try:
-            self.engine.load_checkpoint(base, 0)  # type: ignore[attr-defined]
+            self.engine.load_checkpoint(base, 0)
             return self._probe_stats()
         except (OSError, ValueError) as exc:  # ModelFilesError is a ValueError
             logger.error(
@@ -919,11 +919,11 @@ class Service:
         base = resolve_model_path(self.cfg.engine.model)
         model_dir = Path(path) if path else base
         try:
-            self.engine.load_checkpoint(model_dir, to)  # type: ignore[attr-defined]
+            self.engine.load_checkpoint(model_dir, to)
         except (OSError, ValueError) as exc:  # ModelFilesError is a ValueError
             logger.error("cannot load version {} ({}); serving the base model", to, exc)
             to, model_dir = 0, base
-            self.engine.load_checkpoint(model_dir, to)  # type: ignore[attr-defined]
+            self.engine.load_checkpoint(model_dir, to)
             self._store("the fallback to the base", lambda c: store.roll_back(c, bad, None))
         self.trainer = None  # free the bad weights before loading the good ones
         self.trainer = self._make_trainer(model_dir, bad)

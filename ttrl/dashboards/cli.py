@@ -49,7 +49,7 @@ def answers_command(
         rows = export.current_answers(conn, batch)
         if out is None:
             try:
-                n = export.write_answers(rows, sys.stdout, fmt)  # type: ignore[arg-type]
+                n = export.write_answers(rows, sys.stdout, fmt)
                 sys.stdout.flush()
             except BrokenPipeError:
                 # The reader (head, a pager) stopped early: not an error. Point stdout at

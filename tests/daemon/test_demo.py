@@ -64,7 +64,7 @@ def test_demo_without_the_plot_extra_warns_first_and_keeps_its_results(tmp_path:
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(fake)}
     workdir = tmp_path / "demo"
-    args = ["--minutes", "0.1", "--problems", "4", "--max-versions", "1", "--workdir", str(workdir)]
+    args = ["--minutes", "5", "--problems", "4", "--max-versions", "1", "--workdir", str(workdir)]
     r = subprocess.run(
         [TTRL, "demo", *args],
         capture_output=True,

@@ -130,7 +130,7 @@ class Service:
 
     def __init__(self, cfg: Settings) -> None:
         self.cfg = cfg
-        self.d = cfg.daemon
+        self.daemon_cfg = cfg.daemon
         self.role = cfg.daemon.role
         self.trains = cfg.daemon.updates and self.role != "rollout"
         self.watch: VersionWatch | None = None  # rollout workers follow the learner
@@ -149,7 +149,7 @@ class Service:
         self.outage_since: float | None = None  # monotonic time the database went away
         self.progress_at = time.monotonic()  # the loop's last step (feeds the watchdog)
         # The collapse guard: its fixed probe, the baseline stats, the best canary pass@1.
-        self.g = cfg.guard
+        self.guard_cfg = cfg.guard
         self.guard_due = threading.Event()
         self.probe: list[tuple[str, str | None]] = []
         self.baseline: guard.ProbeStats | None = None
@@ -212,7 +212,7 @@ class Service:
                     continue
                 sd_notify(status=self._status_line())
                 if not worked:
-                    self.stopping.wait(self.d.poll_s)
+                    self.stopping.wait(self.daemon_cfg.poll_s)
         finally:
             self._shutdown()
         return EXIT_ENGINE_FAILURE if self.halted else 0
@@ -220,13 +220,13 @@ class Service:
     def _start(self) -> None:
         """Everything between registering and serving: signals, metrics, models, jobs."""
         self._install_signal_handlers()
-        if self.d.metrics_port is not None:
-            m.serve_metrics(self.d.metrics_port)
+        if self.daemon_cfg.metrics_port is not None:
+            m.serve_metrics(self.daemon_cfg.metrics_port)
         self._load_models()
         m.MODEL_VERSION.set(self.version)
         m.ENGINE_BREAKER.set(0)
         if self.role == "rollout":
-            self.watch = VersionWatch(self.db, self.d.version_poll_s, self.cfg.database)
+            self.watch = VersionWatch(self.db, self.daemon_cfg.version_poll_s, self.cfg.database)
         self._start_jobs()
         self._beat("serving")
         sd_notify(ready=1, status=f"serving version {self.version}")
@@ -311,8 +311,10 @@ class Service:
 
     def _grace_timer(self) -> None:
         """After ``grace_s`` give the batch in flight back to the queue and leave."""
-        time.sleep(self.d.grace_s)
-        logger.warning("grace period of {}s over: releasing claims and exiting", self.d.grace_s)
+        time.sleep(self.daemon_cfg.grace_s)
+        logger.warning(
+            "grace period of {}s over: releasing claims and exiting", self.daemon_cfg.grace_s
+        )
         try:
             self._release_in_flight()
         finally:
@@ -326,7 +328,7 @@ class Service:
         # The sympy workers start while the model loads (thread-safe: callers wait for them).
         threading.Thread(target=answers.warm_up, name="answers-warm-up", daemon=True).start()
         if self.trains:  # only the writer: a rollout worker would delete a write in progress
-            for partial in Path(self.d.checkpoint_dir).glob(".v*.tmp-*"):
+            for partial in Path(self.daemon_cfg.checkpoint_dir).glob(".v*.tmp-*"):
                 logger.warning("removing {}: a checkpoint a crash left unfinished", partial)
                 shutil.rmtree(partial, ignore_errors=True)
         base = resolve_model_path(self.cfg.engine.model)
@@ -350,7 +352,9 @@ class Service:
                 )
             self.version, model_dir = newest[0], Path(newest[1])
             self._verify_weights(model_dir)
-        if self.role != "learner" or self.g.enabled:  # a learner samples only the guard's probe
+        if (
+            self.role != "learner" or self.guard_cfg.enabled
+        ):  # a learner samples only the guard's probe
             self.engine = load_engine(
                 self.cfg.engine.model_copy(update={"model": str(model_dir)}), self.version
             )
@@ -367,7 +371,7 @@ class Service:
     def _verify_weights(self, model_dir: Path) -> None:
         """Every weight finite before the files serve (``daemon.verify_weights``): a model
         poisoned with NaN would fail every sample; ModelFilesError names the tensor."""
-        if self.d.verify_weights:
+        if self.daemon_cfg.verify_weights:
             from ttrl.engines.weights import check_finite_files
 
             t0 = time.perf_counter()
@@ -388,10 +392,10 @@ class Service:
                 return
             if known.fingerprint == mark:
                 self.lineage_first = known.first_version
-                if self.d.new_lineage:
+                if self.daemon_cfg.new_lineage:
                     logger.warning("daemon.new_lineage is set but engine.model is unchanged")
                 return
-            if not self.d.new_lineage or self.role == "rollout":
+            if not self.daemon_cfg.new_lineage or self.role == "rollout":
                 raise LineageMismatch(
                     f"engine.model {model} ({base}, fingerprint {mark[:12]}) is not the base "
                     f"model this database's versions descend from: {known.model} "
@@ -491,7 +495,7 @@ class Service:
         if max_new_tokens:
             sampling = replace(sampling, max_new_tokens=max_new_tokens)
         try:
-            return self.engine.generate(prompts, n or self.d.votes, sampling)
+            return self.engine.generate(prompts, n or self.daemon_cfg.votes, sampling)
         except (ValueError, RuntimeError):
             m.GENERATION_FAILURES.inc()
             raise
@@ -506,7 +510,7 @@ class Service:
         signature = _signature(exc)
         if signature != self.streak_signature:
             self.streak, self.streak_signature = [], signature
-        if len(self.streak) + 1 < self.d.breaker_failures:
+        if len(self.streak) + 1 < self.daemon_cfg.breaker_failures:
             self.streak.append(problem.id)
         elif self._engine_broken():
             raise EngineFailure(
@@ -659,7 +663,7 @@ class Service:
         down = now - self.outage_since
         wait = min(30.0, 1.0 + down / 2)
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        if down >= self.d.outage_alert_s:
+        if down >= self.daemon_cfg.outage_alert_s:
             status = f"DATABASE UNREACHABLE for {down / 60:.1f} min ({reason}); retrying"
             logger.error("{} while {}", status, doing)
         else:
@@ -684,7 +688,7 @@ class Service:
         """Run an update when one is due; returns whether it ran."""
         if self.trainer is None or self.held:
             return False
-        min_version = self.version - self.d.max_staleness
+        min_version = self.version - self.daemon_cfg.max_staleness
         waiting = self._count_waiting(min_version)
         if self.pending and self._update_due(waiting + len(self.pending[0])):
             # An update trains on the batch just sampled, as if voting did not overlap.
@@ -697,11 +701,13 @@ class Service:
 
     def _update_due(self, waiting: int) -> bool:
         """Every B voted groups, or T seconds after the last update if any group waits."""
-        return waiting > 0 and (waiting >= self.d.update_every_groups or self.update_due.is_set())
+        return waiting > 0 and (
+            waiting >= self.daemon_cfg.update_every_groups or self.update_due.is_set()
+        )
 
     def _count_waiting(self, min_version: int) -> int:
         with transaction(self.db, write=False) as conn:
-            return store.count_untrained_groups(conn, min_version, self.g.canary_batches)
+            return store.count_untrained_groups(conn, min_version, self.guard_cfg.canary_batches)
 
     def update(self, min_version: int) -> None:
         """One GRPO update on the untrained votes, then checkpoint, swap, guard and record."""
@@ -710,7 +716,10 @@ class Service:
         self._reschedule_update_timer()
         with transaction(self.db, write=False) as conn:
             stored = store.untrained_rollouts(
-                conn, min_version, self.d.max_groups_per_update, self.g.canary_batches
+                conn,
+                min_version,
+                self.daemon_cfg.max_groups_per_update,
+                self.guard_cfg.canary_batches,
             )
         groups = [
             RolloutGroup(
@@ -725,9 +734,9 @@ class Service:
             for vote_id, rows in stored.items()
         ]
         groups = [g for g in groups if g.rollouts]
-        if self.g.enabled:
+        if self.guard_cfg.enabled:
             self._refresh_canaries()
-        if self.g.enabled and self.baseline is None:
+        if self.guard_cfg.enabled and self.baseline is None:
             self.baseline = self._base_probe_stats()
             self.best_canary = self.baseline.canary_pass1 if self.baseline else None
         trainer = self.trainer
@@ -762,7 +771,7 @@ class Service:
         swap_s = time.perf_counter() - t0
         # The guard probes the new version before it answers anything.
         # Versions numbered a multiple of every_updates: a restart neither skips nor delays one.
-        probe_now = self.g.enabled and new_version % self.g.every_updates == 0
+        probe_now = self.guard_cfg.enabled and new_version % self.guard_cfg.every_updates == 0
         stats = self._probe_stats() if probe_now else None
         decisions = self._check(stats, metrics.kl) if stats else []
         action = guard.verdict(decisions)
@@ -822,10 +831,10 @@ class Service:
         assert self.engine is not None
         if not self._probe_chosen():
             return None
-        sampling = replace(self.cfg.engine.sampling, seed=self.g.seed, logprobs=True)
+        sampling = replace(self.cfg.engine.sampling, seed=self.guard_cfg.seed, logprobs=True)
         try:
             groups = self.engine.generate(
-                [p for p, _ in self.probe], self.g.probe_samples, sampling
+                [p for p, _ in self.probe], self.guard_cfg.probe_samples, sampling
             )
         except (ValueError, RuntimeError) as exc:
             logger.error("guard probe failed ({}); this version is not checked", exc)
@@ -838,7 +847,10 @@ class Service:
         if not self.probe:
             with transaction(self.db, write=False) as conn:
                 self.probe = store.probe_prompts(
-                    conn, self.g.canary_batches, self.g.max_canaries, self.g.probe_prompts
+                    conn,
+                    self.guard_cfg.canary_batches,
+                    self.guard_cfg.max_canaries,
+                    self.guard_cfg.probe_prompts,
                 )
         return bool(self.probe)
 
@@ -849,7 +861,9 @@ class Service:
         if not self.probe:
             return  # chosen (canaries included) at the first probe
         with transaction(self.db, write=False) as conn:
-            canaries = store.probe_prompts(conn, self.g.canary_batches, self.g.max_canaries, 0)
+            canaries = store.probe_prompts(
+                conn, self.guard_cfg.canary_batches, self.guard_cfg.max_canaries, 0
+            )
         known = [p for p in self.probe if p[1] is not None]
         if canaries == known:
             return
@@ -890,7 +904,7 @@ class Service:
     def _check(self, stats: guard.ProbeStats, kl: float | None) -> list[guard.Decision]:
         if self.baseline is None:
             return []
-        decisions = guard.check(stats, self.baseline, self.best_canary, kl, self.g)
+        decisions = guard.check(stats, self.baseline, self.best_canary, kl, self.guard_cfg)
         for d in decisions:
             if d.tripped:
                 m.GUARD_TRIPS.labels(d.signal).inc()
@@ -931,7 +945,7 @@ class Service:
         m.ROLLBACKS.inc()
         m.MODEL_VERSION.set(to)
         logger.warning("guard: version {} rolled back; serving version {} again", bad, to)
-        if self.rollbacks >= self.g.max_rollbacks:
+        if self.rollbacks >= self.guard_cfg.max_rollbacks:
             logger.error("guard: {} rollbacks in a row", self.rollbacks)
             self._hold(to)
 
@@ -965,7 +979,7 @@ class Service:
             self._hold(serving)
 
     def _checkpoint_path(self, version: int) -> Path:
-        return Path(self.d.checkpoint_dir).resolve() / f"v{version:06d}"
+        return Path(self.daemon_cfg.checkpoint_dir).resolve() / f"v{version:06d}"
 
     def _prune_checkpoints(self) -> None:
         """Keep the newest ``keep_checkpoints`` directories, the active one and the guard's
@@ -975,9 +989,9 @@ class Service:
         keep = {self._checkpoint_path(self.version)} | (
             {Path(best[1])} if best and best[1] else set()
         )
-        root = Path(self.d.checkpoint_dir)
+        root = Path(self.daemon_cfg.checkpoint_dir)
         dirs = sorted(p for p in root.glob("v[0-9]*") if p.is_dir())
-        for old in dirs[: -self.d.keep_checkpoints]:
+        for old in dirs[: -self.daemon_cfg.keep_checkpoints]:
             if old.resolve() not in {k.resolve() for k in keep}:
                 shutil.rmtree(old, ignore_errors=True)
 
@@ -987,7 +1001,7 @@ class Service:
         # A job still waiting on a hung database when its next run is due is skipped: said
         # once by the outage lines, not by APScheduler every second.
         logging.getLogger("apscheduler.scheduler").addFilter(_NoSkippedRuns())
-        s, d = self.scheduler, self.d
+        s, d = self.scheduler, self.daemon_cfg
         # A busy CPU delays jobs; APScheduler would drop a run over 1 s late by default.
         late = {"misfire_grace_time": None, "coalesce": True}
         renew_s = self.cfg.queue.lease_s / 3
@@ -1002,8 +1016,12 @@ class Service:
         ping = watchdog_interval()
         if ping:
             s.add_job(self._feed_watchdog, "interval", seconds=ping, id="watchdog", **late)
-        if self.g.enabled and self.g.every_s and self.trains:  # the guard runs where it trains
-            s.add_job(self.guard_due.set, "interval", seconds=self.g.every_s, id="guard", **late)
+        if (
+            self.guard_cfg.enabled and self.guard_cfg.every_s and self.trains
+        ):  # the guard runs where it trains
+            s.add_job(
+                self.guard_due.set, "interval", seconds=self.guard_cfg.every_s, id="guard", **late
+            )
         s.start()
 
     def _db_job(self, job: Callable[[], None]) -> Callable[[], None]:
@@ -1030,7 +1048,7 @@ class Service:
     def _feed_watchdog(self) -> None:
         """WATCHDOG=1 only while the loop makes progress: a hung loop gets restarted."""
         stalled = time.monotonic() - self.progress_at
-        if stalled < self.d.stall_s:
+        if stalled < self.daemon_cfg.stall_s:
             sd_notify(watchdog=1)
         else:
             logger.error("no progress for {:.0f}s: letting systemd's watchdog fire", stalled)
@@ -1038,7 +1056,7 @@ class Service:
     def _reschedule_update_timer(self) -> None:
         if self.scheduler.get_job("update"):
             self.scheduler.reschedule_job(
-                "update", trigger="interval", seconds=self.d.update_every_s
+                "update", trigger="interval", seconds=self.daemon_cfg.update_every_s
             )
 
     def _renew_leases(self) -> None:
@@ -1061,9 +1079,11 @@ class Service:
             store.heartbeat(conn, self.worker_id, state, self.version)
 
     def _retention(self) -> None:
-        cutoff = utcnow() - timedelta(days=self.d.retention_days)
+        cutoff = utcnow() - timedelta(days=self.daemon_cfg.retention_days)
         with transaction(self.db) as conn:
-            n = store.prune_rollout_texts(conn, cutoff, self.version - self.d.max_staleness)
+            n = store.prune_rollout_texts(
+                conn, cutoff, self.version - self.daemon_cfg.max_staleness
+            )
         if n:
             logger.info("pruned the texts of {} trained rollouts", n)
 

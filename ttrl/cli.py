@@ -241,7 +241,7 @@ def serve(
     raise typer.Exit(code)
 
 
-# The demo's loop ends after DEMO_VERSIONS model versions (about 4 minutes on 2 idle cores),
+# The demo's loop ends after DEMO_VERSIONS model versions (4-5 minutes on 2 idle cores),
 # or at DEMO_MINUTES on a host too slow or busy to make them: the same work, any host.
 DEMO_VERSIONS = 100
 DEMO_MINUTES = 30.0

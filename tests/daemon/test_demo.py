@@ -38,8 +38,7 @@ def test_demo_reports_before_after_and_plots(tmp_path: Path) -> None:
         "versions",
         "seconds",
     }
-    rates = ("pass1_before", "pass1_after", "greedy_before", "greedy_after", "answers_before")
-    rates += ("answers_after",)
+    rates = [f"{k}_{when}" for k in ("pass1", "greedy", "answers") for when in ("before", "after")]
     assert all(0.0 <= summary[k] <= 1.0 for k in rates)
     assert summary["seconds"] >= 15  # the loop ran for its budget
     assert "votes by model version" in r.stdout

@@ -352,9 +352,8 @@ class Service:
                 )
             self.version, model_dir = newest[0], Path(newest[1])
             self._verify_weights(model_dir)
-        if (
-            self.role != "learner" or self.guard_cfg.enabled
-        ):  # a learner samples only the guard's probe
+        # A learner samples only the guard's probe.
+        if self.role != "learner" or self.guard_cfg.enabled:
             self.engine = load_engine(
                 self.cfg.engine.model_copy(update={"model": str(model_dir)}), self.version
             )
@@ -1016,9 +1015,8 @@ class Service:
         ping = watchdog_interval()
         if ping:
             s.add_job(self._feed_watchdog, "interval", seconds=ping, id="watchdog", **late)
-        if (
-            self.guard_cfg.enabled and self.guard_cfg.every_s and self.trains
-        ):  # the guard runs where it trains
+        # The guard runs where it trains.
+        if self.guard_cfg.enabled and self.guard_cfg.every_s and self.trains:
             s.add_job(
                 self.guard_due.set, "interval", seconds=self.guard_cfg.every_s, id="guard", **late
             )

@@ -48,6 +48,8 @@ def test_jsonl_all_fields() -> None:
         (b'{"prompt": "x", "passes": "two"}', "'passes' must be an integer"),
         (b'{"prompt": "x", "passes": 0}', "'passes' must be >= 1"),
         (b'{"prompt": "x", "priority": true}', "'priority' must be an integer"),
+        (b'{"prompt": "x", "fixed_passes": 1}', "'fixed_passes' must be true or false"),
+        (b'{"prompt": "x", "fixed_passes": "maybe"}', "'fixed_passes' must be true or false"),
         (b'{"prompt": "x", "meta": [1]}', "'meta' must be a JSON object"),
         (b'{"prompt": "x", "batch": 3}', "'batch' must be a string"),
         (b'{"prompt": "x", "promt": "y"}', "unknown field(s) promt"),
@@ -141,3 +143,20 @@ def test_integer_fields_follow_one_rule_in_any_spelling(value: bytes, passes: in
 def test_non_integers_are_refused_alike(value: bytes) -> None:
     parsed = run(b'{"prompt": "x", "priority": ' + value + b"}\n")
     assert not parsed.problems and "'priority' must be an integer" in parsed.errors[0].reason
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "fixed"),
+    [
+        (b"true", b"true", True),
+        (b"false", b"False", False),
+        (b'"yes"', b"yes", True),
+        (b'"0"', b"0", False),
+        (b"null", b"", False),
+    ],
+)
+def test_fixed_passes_flag(value: bytes, text: bytes, fixed: bool) -> None:
+    parsed = run(b'{"prompt": "x", "passes": 3, "fixed_passes": ' + value + b"}\n")
+    assert parsed.errors == [] and parsed.problems[0].fixed_passes is fixed
+    csv_parsed = run(b"prompt,fixed_passes\nx," + text + b"\n", "csv")
+    assert csv_parsed.errors == [] and csv_parsed.problems[0].fixed_passes is fixed

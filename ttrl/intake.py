@@ -19,7 +19,16 @@ from ttrl.config import IntakeConfig
 from ttrl.db.queue import NewProblem, problem_defect
 
 Format = Literal["jsonl", "csv"]
-FIELDS = ("prompt", "id", "reference_answer", "batch", "passes", "priority", "meta")
+FIELDS = (
+    "prompt",
+    "id",
+    "reference_answer",
+    "batch",
+    "passes",
+    "fixed_passes",
+    "priority",
+    "meta",
+)
 BOM = b"\xef\xbb\xbf"
 _SKIP_CHUNK = 1 << 20  # the tail of an over-long line is read and dropped in chunks this big
 
@@ -101,6 +110,7 @@ def to_problem(record: dict[str, Any], cfg: IntakeConfig, default_passes: int = 
         reference_answer=_optional_text(record, "reference_answer", allow_number=True),
         batch=_optional_text(record, "batch") or cfg.default_batch,
         passes=_int(record, "passes", default_passes),
+        fixed_passes=_bool(record, "fixed_passes"),
         priority=_int(record, "priority", 0),
         meta=_meta(record),
     )
@@ -207,6 +217,20 @@ def _optional_text(record: dict[str, Any], key: str, allow_number: bool = False)
     if allow_number and isinstance(value, int | float) and not isinstance(value, bool):
         return getattr(value, "literal", str(value))
     raise InvalidRecord(f"field {key!r} must be a string, not {_kind(value)}")
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+
+
+def _bool(record: dict[str, Any], key: str) -> bool:
+    """A flag: JSON true/false, or (CSV has only text) true/false, 1/0, yes/no; absent or
+    empty is false."""
+    value = record.get(key)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidRecord(f"field {key!r} must be true or false, got {_clip(str(value))}")
 
 
 def _int(record: dict[str, Any], key: str, default: int) -> int:

@@ -192,6 +192,8 @@ def test_status_tables(history: History) -> None:
     assert versions == ["2", "1", "0"]
     expired = tables[0].columns[-1]._cells
     assert sorted(expired) == ["0", "0", "[red]1[/]"]
+    settled = next(c for c in tables[0].columns if c.header == "settled")._cells
+    assert sorted(settled) == ["0", "0", "1"]  # p1, settled by the pass policy
 
 
 def test_plot_png(history: History, tmp_path: Path) -> None:

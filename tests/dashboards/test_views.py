@@ -173,15 +173,17 @@ def test_queue(history: History) -> None:
     expected = {
         key: {
             "problems": len(ps),
-            "passes_left": sum(p.passes_wanted - p.passes_done for p in ps),
+            "passes_left": sum(p.passes_wanted - p.passes_done for p in ps if not p.settled),
             "oldest_created_at": min(p.created_at for p in ps),
             "oldest_age_s": (now - min(p.created_at for p in ps)).total_seconds(),
             "longest_in_status_s": (now - min(p.updated_at for p in ps)).total_seconds(),
             "expired_leases": sum(p.status == "claimed" and p.lease_until < now for p in ps),
+            "settled": sum(p.settled for p in ps),
         }
         for key, ps in groups.items()
     }
     assert sum(e["expired_leases"] for e in expected.values()) == 1
+    assert sum(e["settled"] for e in expected.values()) == 1
     ages = dict.fromkeys(("oldest_age_s", "longest_in_status_s"), AGE_TOLERANCE_S)
     _assert_same(actual, expected, "v_queue", ages)
 

@@ -193,3 +193,39 @@ def test_next_pass_goes_to_the_back_of_the_queue(engine: Engine) -> None:
     with transaction(engine) as conn:
         queue.complete_pass(conn, a, "w1", "x")
     assert [claim(engine, 1)[0].id for _ in range(3)] == [b, c, a]
+
+
+def test_settle_ends_the_passes_early_and_requeue_unsettles(engine: Engine) -> None:
+    (pid,) = add(engine, NewProblem("p", passes=5))
+    claim(engine, 1)
+    with transaction(engine) as conn:
+        assert queue.complete_pass(conn, pid, "w1", "7", 1.0, 0, settle=True) == "done"
+    r = row(engine, pid)
+    assert (r.status, r.passes_done, r.passes_wanted, r.settled) == ("done", 1, 5, True)
+    assert claim(engine, 1) == []
+    with transaction(engine) as conn:
+        assert queue.requeue(conn, "done") == 1
+    r = row(engine, pid)
+    assert (r.status, r.passes_wanted, r.settled) == ("queued", 2, False)
+
+
+def test_complete_pass_can_raise_the_passes_wanted(engine: Engine) -> None:
+    (pid,) = add(engine, NewProblem("p"))
+    claim(engine, 1)
+    with transaction(engine) as conn:
+        assert queue.complete_pass(conn, pid, "w1", "7", 0.3, 0, passes_wanted=2) == "queued"
+    (c,) = claim(engine, 1)
+    assert (c.passes_done, c.passes_wanted) == (1, 2)
+    with transaction(engine) as conn:
+        assert queue.complete_pass(conn, pid, "w1", "7", 0.9, 1) == "done"
+    assert not row(engine, pid).settled
+
+
+def test_fixed_passes_is_stored_and_claimed(engine: Engine) -> None:
+    add(engine, NewProblem("a", fixed_passes=True), NewProblem("b"))
+    assert [c.fixed_passes for c in claim(engine, 2)] == [True, False]
+
+
+def test_fixed_passes_must_be_a_boolean(engine: Engine) -> None:
+    with transaction(engine) as conn, pytest.raises(queue.InvalidProblem, match="fixed_passes"):
+        queue.enqueue(conn, [NewProblem("a", fixed_passes=1)])  # type: ignore[arg-type]

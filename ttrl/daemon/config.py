@@ -9,6 +9,61 @@ from pydantic import BaseModel, ConfigDict, Field
 Role = Literal["all", "rollout", "learner"]
 
 
+class PassesConfig(BaseModel):
+    """The pass policy (``ttrl.daemon.passes``), mounted at ``daemon.passes``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["fixed", "adaptive"] = Field(
+        "fixed",
+        description="fixed: every problem gets the passes it was enqueued with. adaptive: a "
+        "problem whose label is confident and stable is settled before its passes run out; "
+        "a split vote gets more passes, up to max_passes (docs/training.md).",
+    )
+    settle_share: float = Field(
+        1.0,
+        gt=0.5,
+        le=1,
+        description="adaptive: a pass is confident when its label won at least this share.",
+    )
+    settle_after: int = Field(
+        2,
+        ge=1,
+        description="adaptive: this many passes in a row, confident, on one label (compared "
+        "canonically) settle the problem: done, the passes left unspent.",
+    )
+    split_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="adaptive: a pass whose label won less than this share is split: when the "
+        "problem's passes are spent it gets one more, up to max_passes.",
+    )
+    max_passes: int = Field(
+        4, ge=1, description="adaptive: passes in all a split problem may be given."
+    )
+
+
+class ReplayConfig(BaseModel):
+    """The selective sample buffer (``ttrl.daemon.replay``), mounted at ``daemon.replay``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        False,
+        description="Keep groups that carried signal and replay them to fill an update whose "
+        "fresh groups carry too little (docs/training.md).",
+    )
+    fill_to: int | None = Field(
+        None,
+        ge=1,
+        description="Informative groups an update should have; fresh ones first, replays fill "
+        "the rest. None: daemon.update_every_groups.",
+    )
+    max_groups: int = Field(64, ge=1, description="Groups the buffer holds, at most.")
+    max_replays: int = Field(2, ge=1, description="Times one group is replayed, at most.")
+
+
 class DaemonConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +91,8 @@ class DaemonConfig(BaseModel):
         1, ge=0, description="S: train only on rollouts of the last S+1 model versions."
     )
     max_groups_per_update: int = Field(64, ge=1, description="Most groups one update takes.")
+    passes: PassesConfig = PassesConfig()
+    replay: ReplayConfig = ReplayConfig()
     checkpoint_dir: str = Field("checkpoints", description="Where model versions are written.")
     keep_checkpoints: int = Field(
         3, ge=1, description="Newest checkpoint directories kept (the active one always)."

@@ -11,6 +11,11 @@ REGISTRY = CollectorRegistry()
 PROBLEMS_VOTED = Counter(
     "ttrl_problems_voted", "Problem passes voted and stored.", registry=REGISTRY
 )
+PROBLEMS_SETTLED = Counter(
+    "ttrl_problems_settled",
+    "Problems the adaptive pass policy settled before their passes ran out.",
+    registry=REGISTRY,
+)
 ROLLOUTS = Counter("ttrl_rollouts", "Rollouts sampled and stored.", registry=REGISTRY)
 UPDATES = Counter("ttrl_updates", "GRPO updates applied (new model versions).", registry=REGISTRY)
 UPDATES_SKIPPED = Counter(

@@ -31,9 +31,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from ttrl import answers
 from ttrl.config import ConfigError, Settings
 from ttrl.crashpoints import crash_point
-from ttrl.daemon import guard, ranks, store
+from ttrl.daemon import guard, passes, ranks, store
 from ttrl.daemon import metrics as m
 from ttrl.daemon.health import sd_notify, watchdog_interval
+from ttrl.daemon.passes import PassVote
+from ttrl.daemon.replay import SampleBuffer, replay_metrics
 from ttrl.daemon.versions import VersionWatch, announce
 from ttrl.daemon.voting import Tally, tally, vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
@@ -161,6 +163,12 @@ class Service:
         self.streak_signature: str | None = None
         self.halted: str | None = None  # why the breaker stopped the worker
         self.lineage_first = 1  # versions below belong to an older base model
+        # Informative groups of past updates, lent to thin ones (daemon.replay).
+        self.replay = (
+            SampleBuffer(cfg.daemon.replay, cfg.rl.min_label_share)
+            if cfg.daemon.replay.enabled
+            else None
+        )
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -607,10 +615,18 @@ class Service:
         """One commit for the batch; a savepoint per problem, so a problem whose lease was
         lost (another worker owns the pass now, its vote stands) drops alone."""
         records = []
-        references = store.reference_answers(conn, [c.id for c, _ in sampled])
+        ids = [c.id for c, _ in sampled]
+        references = store.reference_answers(conn, ids)
+        policy = self.daemon_cfg.passes
+        adaptive = policy.policy == "adaptive"
+        history = store.recent_votes(conn, ids, policy.settle_after - 1) if adaptive else {}
         for (problem, samples), counted in zip(sampled, tallies, strict=True):
             record = vote_record(
                 problem.id, problem.passes_done, samples, references.get(problem.id), counted
+            )
+            recent = [*history.get(problem.id, []), PassVote(record.label_key, record.share)]
+            decision = passes.decide(
+                recent, problem.passes_done + 1, problem.passes_wanted, problem.fixed_passes, policy
             )
             try:
                 with conn.begin_nested():
@@ -622,10 +638,14 @@ class Service:
                         record.label,
                         record.share,
                         record.model_version,
+                        settle=decision.settle,
+                        passes_wanted=decision.passes_wanted,
                     )
             except (LeaseLost, IntegrityError) as exc:
                 logger.warning("problem {}: vote dropped: {}", problem.id, exc)
                 continue
+            if decision.settle:
+                m.PROBLEMS_SETTLED.inc()
             records.append(record)
         crash_point("vote_written")
         return records
@@ -733,6 +753,14 @@ class Service:
             for vote_id, rows in stored.items()
         ]
         groups = [g for g in groups if g.rollouts]
+        replay_cfg = self.daemon_cfg.replay
+        replayed = (
+            self.replay.fill(
+                groups, replay_cfg.fill_to or self.daemon_cfg.update_every_groups, min_version
+            )
+            if self.replay is not None
+            else []
+        )
         if self.guard_cfg.enabled:
             self._refresh_canaries()
         if self.guard_cfg.enabled and self.baseline is None:
@@ -744,7 +772,7 @@ class Service:
             if self.engine is not None
             else nullcontext()
         ):
-            metrics = trainer.step(groups)
+            metrics = trainer.step(groups + replayed)
         self.progress_at = time.monotonic()
         if metrics.skipped:
             m.UPDATES_SKIPPED.inc()
@@ -782,6 +810,7 @@ class Service:
             "n_tokens": metrics.tokens,
             "train_s": metrics.seconds,
             "canary_pass1": stats.canary_pass1 if stats else None,
+            **replay_metrics(replayed, metrics.groups, new_version),
         }
 
         def publish(conn: Connection) -> None:
@@ -793,15 +822,18 @@ class Service:
                 announce(conn, new_version)  # rollout workers load it (NOTIFY at commit)
 
         self._store(f"model version {new_version}", publish)
+        if self.replay is not None:
+            self.replay.trained(groups, replayed, kept=status == "active")
         m.UPDATES.inc()
         m.TRAINED_TOKENS.inc(metrics.tokens)
         m.UPDATE_SECONDS.set(metrics.seconds)
         m.SWAP_SECONDS.set(swap_s)
         logger.info(
-            "version {}: {} groups ({} dropped as uniform, {} below the label share), "
-            "loss {:.4f}, reward {:.3f}, {:.1f}s train, {:.3f}s swap",
+            "version {}: {} groups ({} replayed, {} dropped as uniform, {} below the label "
+            "share), loss {:.4f}, reward {:.3f}, {:.1f}s train, {:.3f}s swap",
             new_version,
-            len(groups),
+            metrics.groups,
+            len(replayed),
             metrics.groups_dropped,
             metrics.groups_low_share,
             metrics.loss,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from ttrl.daemon.passes import PassVote
 from ttrl.db.connection import utcnow
 from ttrl.db.models import GuardDecision, Lineage, ModelVersion, Problem, Rollout, Vote, Worker
 
@@ -126,6 +127,27 @@ def record_vote(conn: Connection, record: VoteRecord, worker: str) -> int:
         ],
     )
     return vote_id
+
+
+def recent_votes(conn: Connection, problem_ids: Sequence[int], k: int) -> dict[int, list[PassVote]]:
+    """The newest ``k`` votes of each problem, oldest first: the pass policy's history."""
+    if not problem_ids or k < 1:
+        return {}
+    newest_first = func.row_number().over(partition_by=V.problem_id, order_by=V.pass_index.desc())
+    ranked = (
+        select(V.problem_id, V.pass_index, V.label_key, V.share, newest_first.label("rank"))
+        .where(V.problem_id.in_(list(problem_ids)))
+        .subquery()
+    )
+    rows = conn.execute(
+        select(ranked.c.problem_id, ranked.c.label_key, ranked.c.share)
+        .where(ranked.c.rank <= k)
+        .order_by(ranked.c.problem_id, ranked.c.pass_index)
+    )
+    history: dict[int, list[PassVote]] = {}
+    for problem_id, label_key, share in rows:
+        history.setdefault(problem_id, []).append(PassVote(label_key, share))
+    return history
 
 
 def _trainable(min_version: int, canary_batches: Sequence[str]) -> list[Any]:

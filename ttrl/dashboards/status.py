@@ -44,7 +44,8 @@ def _num(x: float | None, fmt: str = ".2f") -> str:
 
 
 def queue_table(conn: Connection) -> Table:
-    """Problems per batch and status, the longest wait in the queue, expired leases.
+    """Problems per batch and status, those of them settled early by the pass policy, the
+    longest wait in the queue, expired leases.
 
     The wait counts from when a problem last entered the queue (``updated_at``): a problem
     requeued for its next pass has just arrived, however old it is."""
@@ -52,20 +53,23 @@ def queue_table(conn: Connection) -> Table:
     counts: dict[str, dict[str, int]] = defaultdict(dict)
     longest_wait: dict[str, float] = {}
     expired: dict[str, int] = defaultdict(int)
+    settled: dict[str, int] = defaultdict(int)
     for row in conn.execute(select(views.queue).order_by(q.batch, q.status)):
         counts[row.batch][row.status] = row.problems
         expired[row.batch] += row.expired_leases
+        settled[row.batch] += row.settled
         if row.status == "queued":
             longest_wait[row.batch] = row.longest_in_status_s
 
     table = Table(title="queue")
     table.add_column("batch")
-    for col in (*PROBLEM_STATUSES, "total", "longest wait", "expired leases"):
+    for col in (*PROBLEM_STATUSES, "settled", "total", "longest wait", "expired leases"):
         table.add_column(col, justify="right")
     for batch, by_status in counts.items():
         table.add_row(
             batch,
             *(str(by_status.get(s, 0)) for s in PROBLEM_STATUSES),
+            str(settled[batch]),
             str(sum(by_status.values())),
             format_age(longest_wait.get(batch)),
             f"[red]{expired[batch]}[/]" if expired[batch] else "0",
@@ -74,6 +78,8 @@ def queue_table(conn: Connection) -> Table:
         table.caption = "the queue is empty: add problems with `ttrl enqueue FILE`"
     elif sum(expired.values()):
         table.caption = "expired leases go back to the queue at the next reap of a live worker"
+    elif sum(settled.values()):
+        table.caption = "settled: done before their passes ran out, the answer stable"
     return table
 
 

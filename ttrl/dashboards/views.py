@@ -1,6 +1,6 @@
 """The dashboard views as typed SQLAlchemy tables, for ttrl's own readers.
 
-The SQL lives in migration 0002 (frozen there: a view changes by a new revision); these
+The SQL lives in migrations 0002 and 0006 (frozen there: a view changes by a new revision); these
 declarations name the columns and give them types, so SQLite's text timestamps come back
 as datetimes, as they do from PostgreSQL. ``tests/dashboards`` checks both stay in step.
 """
@@ -66,6 +66,7 @@ queue = Table(
     Column("oldest_age_s", Float),
     Column("longest_in_status_s", Float),
     Column("expired_leases", BigInteger),
+    Column("settled", BigInteger),
 )
 
 throughput_hourly = Table(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import text as sql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -52,6 +53,10 @@ class Problem(Base):
     priority: Mapped[int] = mapped_column(Integer, server_default="0")
     passes_wanted: Mapped[int] = mapped_column(Integer, server_default="1")
     passes_done: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The pass policy ended its passes early, the answer stable (``ttrl.daemon.passes``).
+    settled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Exactly passes_wanted passes, whatever the pass policy.
+    fixed_passes: Mapped[bool] = mapped_column(Boolean, server_default=false())
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime)

@@ -3,10 +3,11 @@
 States and transitions::
 
     queued --claim--> claimed --complete_pass--> queued (more passes wanted) | done
+                      claimed --complete_pass(settle)--> done, settled (the pass policy)
                       claimed --fail / reap-----> queued (attempts left)     | failed
                       claimed --release-------->  queued (attempt not counted)
     failed  --requeue------------------------------> queued (fresh attempts; ``ttrl requeue``)
-    done    --requeue(status="done")---------------> queued (one more pass)
+    done    --requeue(status="done")---------------> queued (one more pass; not settled)
     queued | failed --refund-----------------------> queued (the engine's fault: attempt back)
 
 A claim is a lease: ``claimed_by`` owns the problem until ``lease_until``; ``renew`` extends it,
@@ -62,6 +63,7 @@ class NewProblem:
     passes: int = 1
     priority: int = 0
     meta: dict[str, Any] | None = None
+    fixed_passes: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ClaimedProblem:
     priority: int
     attempts: int
     lease_until: datetime
+    fixed_passes: bool = False
 
 
 @dataclass
@@ -128,6 +131,8 @@ def problem_defect(p: NewProblem) -> str | None:
             return f"field {name!r} must be an integer, not {type(number).__name__}"
     if p.passes < 1:
         return f"field 'passes' must be >= 1, got {p.passes}"
+    if not isinstance(p.fixed_passes, bool):
+        return f"field 'fixed_passes' must be true or false, not {type(p.fixed_passes).__name__}"
     for name, number in numbers:
         if not INT32[0] <= number <= INT32[1]:
             return f"field {name!r} is {number}, outside the 32-bit integer range"
@@ -191,6 +196,7 @@ def enqueue(conn: Connection, problems: Iterable[NewProblem]) -> EnqueueResult:
                 "priority": p.priority,
                 "passes_wanted": p.passes,
                 "passes_done": 0,
+                "fixed_passes": p.fixed_passes,
                 "attempts": 0,
                 "created_at": now,
                 "updated_at": now,
@@ -243,6 +249,7 @@ def claim(
             P.priority,
             P.attempts,
             P.lease_until,
+            P.fixed_passes,
         )
     )
     # RETURNING order is unspecified: within one claimed batch, priority first, then id.
@@ -278,17 +285,25 @@ def complete_pass(
     answer: str | None = None,
     share: float | None = None,
     version: int | None = None,
+    settle: bool = False,
+    passes_wanted: int | None = None,
 ) -> str:
     """Record one finished pass: requeue for the next pass, or mark ``done``.
 
-    The answer columns always hold the label voted by the newest pass. Returns the new status.
+    The pass policy may ``settle`` the problem (``done`` now, its passes left unspent, marked
+    ``settled``) or give it ``passes_wanted`` in all (more passes for a split vote). The
+    answer columns always hold the label voted by the newest pass. Returns the new status.
     """
+    wanted: Any = P.passes_wanted if passes_wanted is None else passes_wanted
+    status: Any = "done" if settle else case((P.passes_done + 1 >= wanted, "done"), else_="queued")
     return _leave_claim(
         conn,
         problem_id,
         worker,
-        status=case((P.passes_done + 1 >= P.passes_wanted, "done"), else_="queued"),
+        status=status,
         passes_done=P.passes_done + 1,
+        passes_wanted=wanted,
+        settled=settle,
         attempts=0,
         last_error=None,
         answer=answer,
@@ -388,6 +403,7 @@ def requeue(
     values: dict[str, Any] = {"status": "queued", "attempts": 0, "updated_at": utcnow()}
     if status == "done":
         values["passes_wanted"] = P.passes_done + 1
+        values["settled"] = False
     return conn.execute(update(Problem).where(*where).values(**values)).rowcount
 
 

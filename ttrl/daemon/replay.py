@@ -1,0 +1,105 @@
+"""The selective sample buffer (Skywork R1V2): replay groups that carried signal.
+
+GRPO's advantages vanish in a group whose rewards are all equal, so an update of mostly
+unanimous votes trains on little. The buffer keeps the groups an update trained on that had
+reward spread (and a label share the trainer accepts), and lends them to a later update whose
+fresh informative groups are fewer than ``daemon.replay.fill_to``. Bounds: at most
+``max_groups`` groups; each replayed at most ``max_replays`` times; only rollouts sampled by a
+version within ``daemon.max_staleness`` of the one serving (the trainer's importance-sampling
+correction weighs them by the engine's logprobs, as it does fresh stale rollouts); never a
+group twice in one update; and nothing from an update the guard rolled back. The buffer lives
+in the learner's memory: a restart starts it empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ttrl.daemon.config import ReplayConfig
+from ttrl.rl.batch import RolloutGroup, is_low_share, is_uniform
+
+
+def is_informative(group: RolloutGroup, min_label_share: float) -> bool:
+    """Whether the trainer would learn from the group: reward spread, label share accepted."""
+    return (
+        bool(group.rollouts) and not is_uniform(group) and not is_low_share(group, min_label_share)
+    )
+
+
+def sampled_by(group: RolloutGroup) -> int:
+    """The oldest model version that sampled a rollout of the group."""
+    return min(r.model_version for r in group.rollouts)
+
+
+def replay_metrics(
+    replayed: Sequence[RolloutGroup], groups: int, version: int
+) -> dict[str, float | int | None]:
+    """The version's replay figures: groups replayed, their share of the ``groups`` the
+    update was given, and the most versions between a replayed rollout's sampling and
+    ``version`` (None without replays)."""
+    return {
+        "replayed_groups": len(replayed),
+        "replay_share": len(replayed) / groups if groups else 0.0,
+        "replay_staleness": (version - min(sampled_by(g) for g in replayed) if replayed else None),
+    }
+
+
+@dataclass
+class _Kept:
+    group: RolloutGroup
+    replays: int = 0
+
+
+class SampleBuffer:
+    """Informative groups of past updates, keyed by ``RolloutGroup.problem_id`` (the daemon
+    passes the vote id there: one group per vote)."""
+
+    def __init__(self, cfg: ReplayConfig, min_label_share: float = 0.0) -> None:
+        self.cfg = cfg
+        self.min_label_share = min_label_share
+        self._kept: dict[int | str, _Kept] = {}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def fill(
+        self, fresh: Sequence[RolloutGroup], want: int, min_version: int
+    ) -> list[RolloutGroup]:
+        """The replays for an update of ``fresh`` groups: as many as ``want`` minus the fresh
+        informative ones, the most recently sampled first, none of the fresh groups, none
+        sampled before ``min_version`` (those are dropped from the buffer)."""
+        for key in [k for k, kept in self._kept.items() if sampled_by(kept.group) < min_version]:
+            del self._kept[key]
+        need = want - sum(is_informative(g, self.min_label_share) for g in fresh)
+        if need <= 0:
+            return []
+        fresh_ids = {g.problem_id for g in fresh}
+        candidates = sorted(
+            (kept for key, kept in self._kept.items() if key not in fresh_ids),
+            key=lambda kept: (-sampled_by(kept.group), kept.replays),
+        )
+        return [kept.group for kept in candidates[:need]]
+
+    def trained(
+        self, fresh: Sequence[RolloutGroup], replayed: Sequence[RolloutGroup], kept: bool
+    ) -> None:
+        """After an update of ``fresh`` + ``replayed`` groups: when its version was ``kept``
+        (not rolled back) the fresh informative groups join the buffer and the replays count
+        one more use; otherwise the replays leave it and the fresh groups never enter."""
+        if not kept:
+            for group in replayed:
+                self._kept.pop(group.problem_id, None)
+            return
+        for group in replayed:
+            entry = self._kept.get(group.problem_id)
+            if entry is not None:
+                entry.replays += 1
+                if entry.replays >= self.cfg.max_replays:
+                    del self._kept[group.problem_id]
+        for group in fresh:
+            if is_informative(group, self.min_label_share):
+                self._kept[group.problem_id] = _Kept(group)
+        while len(self._kept) > self.cfg.max_groups:
+            oldest = min(self._kept, key=lambda k: sampled_by(self._kept[k].group))
+            del self._kept[oldest]

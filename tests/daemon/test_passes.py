@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import Engine, insert, select
 
+from ttrl.daemon import store
 from ttrl.daemon.config import PassesConfig
 from ttrl.daemon.passes import KEEP, PassDecision, PassVote, decide, is_stable
+from ttrl.db import queue, transaction, utcnow
+from ttrl.db.models import Problem, Vote
+from ttrl.db.queue import NewProblem
 
 ADAPTIVE = PassesConfig(policy="adaptive", settle_share=0.9, settle_after=2, max_passes=4)
 
@@ -78,3 +83,35 @@ def test_the_cap_never_lowers_what_the_user_asked_for() -> None:
     split = ("7", 0.3)
     assert decide(votes(split), 5, 6, False, ADAPTIVE) == KEEP  # 6 > max_passes: kept
     assert decide(votes(split), 6, 6, False, ADAPTIVE) == KEEP  # spent: done, no extra
+
+
+def test_recent_votes_reads_the_newest_passes_of_each_problem(engine: Engine) -> None:
+    """The policy's history query (a window function), on SQLite and PostgreSQL."""
+    with transaction(engine) as conn:
+        queue.enqueue(conn, [NewProblem("a", passes=9), NewProblem("b", passes=9)])
+        a, b = conn.execute(select(Problem.id).order_by(Problem.id)).scalars()
+        now = utcnow()
+        rows = [(a, i, f"k{i}", i / 10) for i in range(4)] + [(b, 0, None, 0.5)]
+        conn.execute(
+            insert(Vote),
+            [
+                {
+                    "problem_id": p,
+                    "pass_index": i,
+                    "model_version": 0,
+                    "n": 4,
+                    "label_key": k,
+                    "share": share,
+                    "n_distinct": 1,
+                    "tie": False,
+                    "created_at": now,
+                }
+                for p, i, k, share in rows
+            ],
+        )
+        history = store.recent_votes(conn, [a, b], 2)
+        assert store.recent_votes(conn, [a], 0) == {}
+    assert history == {
+        a: [PassVote("k2", 0.2), PassVote("k3", 0.3)],
+        b: [PassVote(None, 0.5)],
+    }

@@ -1,10 +1,12 @@
 """`ttrl serve` as a real process with the adaptive pass policy and the selective sample
 buffer on: confident, stable answers are settled with passes left, `ttrl status` shows them,
-and the versions record their replays within daemon.max_staleness."""
+and the versions record their replays within daemon.max_staleness; in process, an update
+the guard rolls back leaves nothing in the buffer."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from serving import PLAIN_RL, TTRL, serve_until
 from sqlalchemy import func, select
 from toy_queue import enqueue_toy
 
+from ttrl.config import load_settings
+from ttrl.daemon.service import Service
 from ttrl.db import make_engine, migrate, transaction
 from ttrl.db.models import ModelVersion, Problem, Vote
 
@@ -92,9 +96,60 @@ def test_adaptive_passes_settle_and_the_buffer_replays(fresh_sqlite_url: str, tm
     status = subprocess.run(
         [TTRL, "status"], env=env, capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    header = next(line for line in status.splitlines() if "settled" in line)
-    row = next(line for line in status.splitlines() if line.split("│")[1].strip() == "default")
-    cells = [c.strip() for c in row.split("│")]
-    names = [c.strip() for c in header.split("│")]
+    # rich draws the header's borders heavy (┃) and the rows' light (│).
+    rows = [[c.strip() for c in re.split("[│┃]", line)] for line in status.splitlines()]
+    names = next(r for r in rows if "settled" in r)
+    cells = next(r for r in rows if len(r) > 1 and r[1] == "default")
     assert cells[names.index("settled")] == str(len(settled))
+    db.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rolled_back", [False, True], ids=["kept", "rolled-back"])
+def test_the_buffer_keeps_nothing_of_a_rolled_back_update(
+    fresh_sqlite_url: str, tmp_path: Path, rolled_back: bool
+) -> None:
+    """In process: the first update's informative groups enter the buffer when its version
+    serves, and none do when the guard rolls it back (a length ceiling it cannot pass)."""
+    db = make_engine(fresh_sqlite_url)
+    migrate.upgrade(db)
+    enqueue_toy(db, seed=32, count=8, passes=PASSES, prefix="rb")
+    settings = load_settings(
+        db_url=fresh_sqlite_url,
+        engine={"sampling": {"temperature": 1.3, "max_new_tokens": 48}},
+        rl={**PLAIN_RL, "lr": 1e-5},
+        queue={"claim_batch": 4},
+        daemon={
+            "votes": 6,
+            "update_every_groups": 4,
+            "checkpoint_dir": str(tmp_path / "checkpoints"),
+            "replay": {"enabled": True},
+        },
+        guard={
+            "every_updates": 1,
+            "probe_prompts": 4,
+            "probe_samples": 2,
+            "max_length_ratio": 0.01 if rolled_back else 100.0,
+            "min_length_ratio": 0.01,
+        },
+    )
+    svc = Service(settings)
+    svc._load_models()
+    try:
+        for _ in range(40):
+            svc.step()
+            with transaction(db, write=False) as conn:
+                first = conn.execute(select(ModelVersion.__table__)).first()
+            if first is not None:
+                break
+    finally:
+        svc.voter.shutdown()
+        svc.db.dispose()
+    assert first is not None, "no update trained in 40 rounds"
+    assert first.status == ("rolled_back" if rolled_back else "active")
+    assert first.metrics["replayed_groups"] == 0  # the buffer was empty
+    assert svc.replay is not None
+    assert len(svc.replay) == (0 if rolled_back else first.n_groups)
+    if not rolled_back:
+        assert first.n_groups > 0
     db.dispose()

@@ -32,14 +32,12 @@ from statistics import mean
 from sqlalchemy import Engine, func, select
 
 from ttrl.config import load_settings
-from ttrl.daemon.demo import DEMO_PASSES, EVAL_SAMPLES, set_threads
+from ttrl.daemon.demo import DEMO_PASSES, EVAL_SAMPLES, demo_queue, set_threads
 from ttrl.daemon.service import Service
-from ttrl.db import make_engine, migrate, queue, transaction
+from ttrl.db import make_engine, transaction
 from ttrl.db.models import Problem, Vote
-from ttrl.db.queue import NewProblem
 from ttrl.engines import load_engine
 from ttrl.toy.evaluate import LabelledProblem, evaluate
-from ttrl.toy.task import generate_problems
 
 ARMS = {
     "fixed": {},
@@ -50,25 +48,17 @@ MARK = 1000  # rollouts between two points of the curves
 
 
 def run_arm(arm: str, seed: int, budget: int, n_problems: int, passes: int, out: Path) -> dict:
-    workdir = out / f"{arm}-{seed}"
-    workdir.mkdir(parents=True, exist_ok=False)
     base = load_settings()
     daemon = base.daemon.model_copy(
         update={
-            "checkpoint_dir": str(workdir / "checkpoints"),
             "passes": base.daemon.passes.model_copy(update=ARMS[arm].get("passes", {})),
             "replay": base.daemon.replay.model_copy(update=ARMS[arm].get("replay", {})),
         }
     )
-    cfg = base.model_copy(update={"db_url": f"sqlite:///{workdir / 'ttrl.db'}", "daemon": daemon})
+    cfg, problems = demo_queue(
+        base.model_copy(update={"daemon": daemon}), seed, n_problems, out / f"{arm}-{seed}", passes
+    )
     db = make_engine(cfg.db_url)
-    migrate.upgrade(db)
-    problems = list(generate_problems(seed, n_problems, ()))
-    with transaction(db) as conn:
-        queue.enqueue(
-            conn,
-            [NewProblem(p.prompt, reference_answer=str(p.answer), passes=passes) for p in problems],
-        )
     service = Service(cfg)
     watcher = threading.Thread(target=_stop_at_budget, args=(service, db, budget), daemon=True)
     watcher.start()
@@ -78,7 +68,7 @@ def run_arm(arm: str, seed: int, budget: int, n_problems: int, passes: int, out:
 
     engine = load_engine(cfg.engine)
     if service.version:
-        newest = Path(daemon.checkpoint_dir) / f"v{service.version:06d}"
+        newest = Path(cfg.daemon.checkpoint_dir) / f"v{service.version:06d}"
         engine.load_checkpoint(newest, service.version)
     labelled = [LabelledProblem(p.prompt, str(p.answer)) for p in problems]
     sampling = replace(cfg.engine.sampling, seed=seed)

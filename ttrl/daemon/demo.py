@@ -24,7 +24,7 @@ from ttrl.db import make_engine, migrate, queue, transaction
 from ttrl.db.queue import NewProblem
 from ttrl.engines import load_engine
 from ttrl.toy.evaluate import EvalReport, LabelledProblem, evaluate
-from ttrl.toy.task import generate_problems
+from ttrl.toy.task import Problem, generate_problems
 
 EVAL_SAMPLES = 16
 # Every problem stays in the queue until the budget ends: TTRL revisits its test set.
@@ -43,37 +43,7 @@ def run_demo(
 ) -> dict:
     """Run the demo in ``workdir`` for ``minutes`` or until ``max_versions`` model versions,
     whichever comes first; returns the summary that the last output line prints."""
-    if (workdir / "ttrl.db").exists():
-        # The service would resume from that run's newest version while "before" would
-        # measure the base model: the comparison would mean nothing.
-        raise FileExistsError(f"{workdir} already holds a demo database; choose a new --workdir")
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = cfg.model_copy(
-        update={
-            "db_url": f"sqlite:///{workdir / 'ttrl.db'}",
-            "daemon": cfg.daemon.model_copy(
-                update={"checkpoint_dir": str(workdir / "checkpoints")}
-            ),
-        }
-    )
-    db = make_engine(cfg.db_url)
-    migrate.upgrade(db)
-    problems = list(generate_problems(seed, n_problems, ()))
-    with transaction(db) as conn:
-        queue.enqueue(
-            conn,
-            [
-                NewProblem(
-                    p.prompt,
-                    external_id=f"demo-{seed}-{i}",
-                    reference_answer=str(p.answer),
-                    batch=f"demo-seed-{seed}",
-                    passes=DEMO_PASSES,
-                )
-                for i, p in enumerate(problems)
-            ],
-        )
-    db.dispose()
+    cfg, problems = demo_queue(cfg, seed, n_problems, workdir)
     labelled = [LabelledProblem(p.prompt, str(p.answer)) for p in problems]
     sampling = replace(cfg.engine.sampling, seed=seed)
 
@@ -101,6 +71,46 @@ def run_demo(
     logger.info("evaluating version {} on the same problems", service.version)
     after = evaluate(engine, labelled, EVAL_SAMPLES, sampling, f"version {service.version}")
     return summary(before, after, answers, service.version, seconds)
+
+
+def demo_queue(
+    cfg: Settings, seed: int, n_problems: int, workdir: Path, passes: int = DEMO_PASSES
+) -> tuple[Settings, list[Problem]]:
+    """The demo's workload in ``workdir``: a new SQLite database holding ``n_problems``
+    synthetic problems of ``seed`` (with reference answers), each wanting ``passes`` passes,
+    and checkpoints beside it. Returns the settings pointed there and the problems."""
+    if (workdir / "ttrl.db").exists():
+        # The service would resume from that run's newest version while "before" would
+        # measure the base model: the comparison would mean nothing.
+        raise FileExistsError(f"{workdir} already holds a demo database; choose a new --workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.model_copy(
+        update={
+            "db_url": f"sqlite:///{workdir / 'ttrl.db'}",
+            "daemon": cfg.daemon.model_copy(
+                update={"checkpoint_dir": str(workdir / "checkpoints")}
+            ),
+        }
+    )
+    db = make_engine(cfg.db_url)
+    migrate.upgrade(db)
+    problems = list(generate_problems(seed, n_problems, ()))
+    with transaction(db) as conn:
+        queue.enqueue(
+            conn,
+            [
+                NewProblem(
+                    p.prompt,
+                    external_id=f"demo-{seed}-{i}",
+                    reference_answer=str(p.answer),
+                    batch=f"demo-seed-{seed}",
+                    passes=passes,
+                )
+                for i, p in enumerate(problems)
+            ],
+        )
+    db.dispose()
+    return cfg, problems
 
 
 def answer_accuracy(db_url: str) -> float | None:

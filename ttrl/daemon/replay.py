@@ -7,7 +7,8 @@ fresh informative groups are fewer than ``daemon.replay.fill_to``. Bounds: at mo
 ``max_groups`` groups; each replayed at most ``max_replays`` times; only rollouts sampled by a
 version within ``daemon.max_staleness`` of the one serving (the trainer's importance-sampling
 correction weighs them by the engine's logprobs, as it does fresh stale rollouts); never a
-group twice in one update; and nothing from an update the guard rolled back. The buffer lives
+group twice in one update; and nothing trained into a version the guard rolled back (at its
+probe or a later scheduled check). The buffer lives
 in the learner's memory: a restart starts it empty.
 """
 
@@ -48,7 +49,11 @@ def replay_metrics(
 @dataclass
 class _Kept:
     group: RolloutGroup
-    replays: int = 0
+    trained_in: list[int]  # the versions it was trained into, first as a fresh group
+
+    @property
+    def replays(self) -> int:
+        return len(self.trained_in) - 1
 
 
 class SampleBuffer:
@@ -82,24 +87,26 @@ class SampleBuffer:
         return [kept.group for kept in candidates[:need]]
 
     def trained(
-        self, fresh: Sequence[RolloutGroup], replayed: Sequence[RolloutGroup], kept: bool
+        self, fresh: Sequence[RolloutGroup], replayed: Sequence[RolloutGroup], version: int
     ) -> None:
-        """After an update of ``fresh`` + ``replayed`` groups: when its version was ``kept``
-        (not rolled back) the fresh informative groups join the buffer and the replays count
-        one more use; otherwise the replays leave it and the fresh groups never enter."""
-        if not kept:
-            for group in replayed:
-                self._kept.pop(group.problem_id, None)
-            return
+        """After an update of ``fresh`` + ``replayed`` groups made ``version``: the fresh
+        informative groups join the buffer, the replays count one more use (and leave it
+        after ``max_replays``), the oldest sampled leave beyond ``max_groups``."""
         for group in replayed:
             entry = self._kept.get(group.problem_id)
             if entry is not None:
-                entry.replays += 1
+                entry.trained_in.append(version)
                 if entry.replays >= self.cfg.max_replays:
                     del self._kept[group.problem_id]
         for group in fresh:
             if is_informative(group, self.min_label_share):
-                self._kept[group.problem_id] = _Kept(group)
+                self._kept[group.problem_id] = _Kept(group, [version])
         while len(self._kept) > self.cfg.max_groups:
             oldest = min(self._kept, key=lambda k: sampled_by(self._kept[k].group))
             del self._kept[oldest]
+
+    def forget(self, version: int) -> None:
+        """The guard rolled ``version`` back: every group trained into it leaves the buffer
+        (the update's fresh groups and the replays it took)."""
+        for key in [k for k, kept in self._kept.items() if version in kept.trained_in]:
+            del self._kept[key]

@@ -823,7 +823,7 @@ class Service:
 
         self._store(f"model version {new_version}", publish)
         if self.replay is not None:
-            self.replay.trained(groups, replayed, kept=status == "active")
+            self.replay.trained(groups, replayed, new_version)
         m.UPDATES.inc()
         m.TRAINED_TOKENS.inc(metrics.tokens)
         m.UPDATE_SECONDS.set(metrics.seconds)
@@ -952,6 +952,8 @@ class Service:
         """Serve (and train from) the best version before ``bad`` again."""
         assert self.engine is not None
         self.rollbacks += 1
+        if self.replay is not None:
+            self.replay.forget(bad)
 
         def restore(conn: Connection) -> tuple[int, str | None] | None:
             best = store.best_version(conn, below=bad, since=self.lineage_first)

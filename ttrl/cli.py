@@ -98,9 +98,9 @@ def enqueue(
     db: DbOpt = None,
 ) -> None:
     """Add problems to the queue. Fields: prompt (required), id, reference_answer, batch,
-    passes, priority, meta. Exit 0: all inserted; 1: file rejected, nothing inserted (also
-    under --skip-invalid when no line is valid); 3: --skip-invalid inserted the valid lines
-    and skipped some."""
+    passes, fixed_passes, priority, meta. Exit 0: all inserted; 1: file rejected, nothing
+    inserted (also under --skip-invalid when no line is valid); 3: --skip-invalid inserted
+    the valid lines and skipped some."""
     cfg = settings(config, db)
     if batch is not None:
         cfg.intake.default_batch = batch

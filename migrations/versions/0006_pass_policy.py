@@ -8,7 +8,9 @@ Revises: 0005
 its answer stable (status ``done``, passes left unspent). ``fixed_passes``: the problem gets
 exactly ``passes_wanted`` passes whatever the policy (a problem file's ``fixed_passes``).
 ``v_queue`` gains ``settled`` per (batch, status), and its ``passes_left`` no longer counts
-the passes a settled problem will not get. 0002's dialect helpers spell the timestamps.
+the passes a settled problem will not get; ``v_answers`` gains ``settled``. 0002's dialect
+helpers spell the timestamps; a downgrade restores 0002's views, and a settled problem's
+``passes_wanted`` becomes the passes it got (``done`` with nothing left, as 0005 knew it).
 """
 
 import importlib.util
@@ -52,6 +54,14 @@ FROM problems
 GROUP BY batch, status"""
 
 
+_ANSWERS_VIEW = """
+SELECT p.id AS problem_id, p.external_id, p.batch, p.status, p.passes_done, p.passes_wanted,
+    p.settled, p.answer, p.answer_share, p.answer_version, p.reference_answer,
+    v.label_correct AS answer_correct, v.n_distinct, v.tie, p.updated_at
+FROM problems p
+LEFT JOIN votes v ON v.problem_id = p.id AND v.pass_index = p.passes_done - 1"""
+
+
 def upgrade() -> None:
     false = sa.false()
     op.add_column(
@@ -63,13 +73,17 @@ def upgrade() -> None:
     d = _views_0002()._Dialect(op.get_bind().dialect.name)
     op.execute("DROP VIEW v_queue")
     op.execute(f"CREATE VIEW v_queue AS {_queue_view(d)}")
+    op.execute("DROP VIEW v_answers")
+    op.execute(f"CREATE VIEW v_answers AS {_ANSWERS_VIEW}")
 
 
 def downgrade() -> None:
     v2 = _views_0002()
-    op.execute("DROP VIEW v_queue")
-    sql = v2._view_sql(v2._Dialect(op.get_bind().dialect.name))["v_queue"]
-    op.execute(f"CREATE VIEW v_queue AS {sql}")
+    sql = v2._view_sql(v2._Dialect(op.get_bind().dialect.name))
+    for name in ("v_queue", "v_answers"):
+        op.execute(f"DROP VIEW {name}")
+        op.execute(f"CREATE VIEW {name} AS {sql[name]}")
+    op.execute("UPDATE problems SET passes_wanted = passes_done WHERE settled AND passes_done > 0")
     # Native on both (SQLite >= 3.35), as in 0002: no batch-mode rebuild of problems.
     op.execute("ALTER TABLE problems DROP COLUMN fixed_passes")
     op.execute("ALTER TABLE problems DROP COLUMN settled")

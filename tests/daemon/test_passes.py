@@ -1,16 +1,20 @@
-"""The pass policy's decisions on hand-made vote histories."""
+"""The pass policy's decisions on hand-made vote histories, and their wiring in the daemon."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from ttrl.config import load_settings
 from ttrl.daemon import store
 from ttrl.daemon.config import PassesConfig
 from ttrl.daemon.passes import KEEP, PassDecision, PassVote, decide, is_stable
+from ttrl.daemon.service import Service
+from ttrl.daemon.voting import tally
 from ttrl.db import queue, transaction, utcnow
 from ttrl.db.models import Problem, Vote
 from ttrl.db.queue import NewProblem
+from ttrl.engines.base import Completion
 
 ADAPTIVE = PassesConfig(policy="adaptive", settle_share=0.9, settle_after=2, max_passes=4)
 
@@ -115,3 +119,59 @@ def test_recent_votes_reads_the_newest_passes_of_each_problem(engine: Engine) ->
         a: [PassVote("k2", 0.2), PassVote("k3", 0.3)],
         b: [PassVote(None, 0.5)],
     }
+
+
+def _pass(svc: Service, engine: Engine, answers: list[str]) -> list[bool]:
+    """Claim every queued problem, give each completions with ``answers``, write the votes
+    through the daemon's own path; returns whether each write settled its problem."""
+    with transaction(engine) as conn:
+        claimed = queue.claim(conn, 100, svc.worker_id, 60)
+    sampled = [
+        (c, [Completion(f"so \\boxed{{{a}}}", [1], [2, 3], "stop", 0) for a in answers])
+        for c in claimed
+    ]
+    tallies = [tally(samples) for _, samples in sampled]
+    with transaction(engine) as conn:
+        return [settled for _, settled in svc._write_votes(conn, sampled, tallies)]
+
+
+def test_the_daemon_settles_with_the_history_it_stored(engine: Engine) -> None:
+    """The wiring in Service._write_votes: the pass just voted counts (+1), the history
+    read back has settle_after - 1 earlier passes, and fixed_passes problems and canaries
+    keep their passes."""
+    url = engine.url.render_as_string(hide_password=False)
+    svc = Service(
+        load_settings(db_url=url, daemon={"passes": {"policy": "adaptive", "settle_after": 3}})
+    )
+    with transaction(engine) as conn:
+        queue.enqueue(
+            conn,
+            [
+                NewProblem("free", passes=9),
+                NewProblem("fixed", passes=9, fixed_passes=True),
+                NewProblem("canary", passes=9, batch="canary"),
+            ],
+        )
+    try:
+        assert _pass(svc, engine, ["7"] * 4) == [False] * 3
+        assert _pass(svc, engine, ["7"] * 4) == [False] * 3  # two confident passes of three
+        assert _pass(svc, engine, ["7"] * 4) == [True, False, False]
+        with transaction(engine, write=False) as conn:
+            rows = conn.execute(
+                select(
+                    Problem.prompt, Problem.status, Problem.settled, Problem.passes_done
+                ).order_by(Problem.id)
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            ("free", "done", True, 3),
+            ("fixed", "queued", False, 3),
+            ("canary", "queued", False, 3),
+        ]
+    finally:
+        svc.voter.shutdown()
+        svc.db.dispose()
+
+
+def test_split_share_above_settle_share_is_refused() -> None:
+    with pytest.raises(ValueError, match="split_share"):
+        PassesConfig(policy="adaptive", settle_share=0.6, split_share=0.7)

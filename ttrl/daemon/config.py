@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["all", "rollout", "learner"]
 
@@ -42,6 +42,16 @@ class PassesConfig(BaseModel):
     max_passes: int = Field(
         4, ge=1, description="adaptive: passes in all a split problem may be given."
     )
+
+    @model_validator(mode="after")
+    def _split_below_settle(self) -> PassesConfig:
+        if self.split_share > self.settle_share:
+            raise ValueError(
+                f"daemon.passes.split_share ({self.split_share}) is above settle_share "
+                f"({self.settle_share}): a vote would be confident and split at once; "
+                "lower split_share"
+            )
+        return self
 
 
 class ReplayConfig(BaseModel):

@@ -7,9 +7,9 @@ fresh informative groups are fewer than ``daemon.replay.fill_to``. Bounds: at mo
 ``max_groups`` groups; each replayed at most ``max_replays`` times; only rollouts sampled by a
 version within ``daemon.max_staleness`` of the one serving (the trainer's importance-sampling
 correction weighs them by the engine's logprobs, as it does fresh stale rollouts); never a
-group twice in one update; and nothing trained into a version the guard rolled back (at its
-probe or a later scheduled check). The buffer lives
-in the learner's memory: a restart starts it empty.
+group twice in one update; nothing beyond ``daemon.max_groups_per_update`` in an update; and
+nothing trained into a version the guard rolled back past (at its probe or a scheduled
+check). The buffer lives in the learner's memory: a restart starts it empty.
 """
 
 from __future__ import annotations
@@ -21,10 +21,15 @@ from ttrl.daemon.config import ReplayConfig
 from ttrl.rl.batch import RolloutGroup, is_low_share, is_uniform
 
 
-def is_informative(group: RolloutGroup, min_label_share: float) -> bool:
-    """Whether the trainer would learn from the group: reward spread, label share accepted."""
+def is_informative(group: RolloutGroup, min_label_share: float, drop_uniform: bool = True) -> bool:
+    """Whether the trainer would learn from the group: a label share it accepts and, when it
+    drops uniform groups (``rl.drop_uniform_groups``), reward spread. Judged on the whole
+    group: the trainer's ``rl.train_samples`` may still down-sample a spread group to a
+    uniform one."""
     return (
-        bool(group.rollouts) and not is_uniform(group) and not is_low_share(group, min_label_share)
+        bool(group.rollouts)
+        and not (drop_uniform and is_uniform(group))
+        and not is_low_share(group, min_label_share)
     )
 
 
@@ -60,23 +65,30 @@ class SampleBuffer:
     """Informative groups of past updates, keyed by ``RolloutGroup.problem_id`` (the daemon
     passes the vote id there: one group per vote)."""
 
-    def __init__(self, cfg: ReplayConfig, min_label_share: float = 0.0) -> None:
+    def __init__(
+        self, cfg: ReplayConfig, min_label_share: float = 0.0, drop_uniform: bool = True
+    ) -> None:
         self.cfg = cfg
         self.min_label_share = min_label_share
+        self.drop_uniform = drop_uniform
         self._kept: dict[int | str, _Kept] = {}
+
+    def _informative(self, group: RolloutGroup) -> bool:
+        return is_informative(group, self.min_label_share, self.drop_uniform)
 
     def __len__(self) -> int:
         return len(self._kept)
 
     def fill(
-        self, fresh: Sequence[RolloutGroup], want: int, min_version: int
+        self, fresh: Sequence[RolloutGroup], want: int, min_version: int, most: int
     ) -> list[RolloutGroup]:
         """The replays for an update of ``fresh`` groups: as many as ``want`` minus the fresh
-        informative ones, the most recently sampled first, none of the fresh groups, none
-        sampled before ``min_version`` (those are dropped from the buffer)."""
+        informative ones and at most ``most`` minus the fresh ones (the update's cap), the
+        most recently sampled first, none of the fresh groups, none sampled before
+        ``min_version`` (those are dropped from the buffer)."""
         for key in [k for k, kept in self._kept.items() if sampled_by(kept.group) < min_version]:
             del self._kept[key]
-        need = want - sum(is_informative(g, self.min_label_share) for g in fresh)
+        need = min(want - sum(map(self._informative, fresh)), most - len(fresh))
         if need <= 0:
             return []
         fresh_ids = {g.problem_id for g in fresh}
@@ -99,14 +111,14 @@ class SampleBuffer:
                 if entry.replays >= self.cfg.max_replays:
                     del self._kept[group.problem_id]
         for group in fresh:
-            if is_informative(group, self.min_label_share):
+            if self._informative(group):
                 self._kept[group.problem_id] = _Kept(group, [version])
         while len(self._kept) > self.cfg.max_groups:
             oldest = min(self._kept, key=lambda k: sampled_by(self._kept[k].group))
             del self._kept[oldest]
 
-    def forget(self, version: int) -> None:
-        """The guard rolled ``version`` back: every group trained into it leaves the buffer
-        (the update's fresh groups and the replays it took)."""
-        for key in [k for k, kept in self._kept.items() if version in kept.trained_in]:
+    def forget_after(self, version: int) -> None:
+        """The guard rolled back to ``version``: every group trained into a later version
+        (the one refused, and any unprobed ones between) leaves the buffer."""
+        for key in [k for k, kept in self._kept.items() if max(kept.trained_in) > version]:
             del self._kept[key]

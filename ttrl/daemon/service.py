@@ -36,6 +36,7 @@ from ttrl.daemon import metrics as m
 from ttrl.daemon.health import sd_notify, watchdog_interval
 from ttrl.daemon.passes import PassVote
 from ttrl.daemon.replay import SampleBuffer, replay_metrics
+from ttrl.daemon.store import VoteRecord
 from ttrl.daemon.versions import VersionWatch, announce
 from ttrl.daemon.voting import Tally, tally, vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
@@ -165,7 +166,7 @@ class Service:
         self.lineage_first = 1  # versions below belong to an older base model
         # Informative groups of past updates, lent to thin ones (daemon.replay).
         self.replay = (
-            SampleBuffer(cfg.daemon.replay, cfg.rl.min_label_share)
+            SampleBuffer(cfg.daemon.replay, cfg.rl.min_label_share, cfg.rl.drop_uniform_groups)
             if cfg.daemon.replay.enabled
             else None
         )
@@ -601,8 +602,9 @@ class Service:
         )
         written = {c.id for c, _ in sampled}
         self.in_flight = [i for i in self.in_flight if i not in written]
-        for record in records:
+        for record, settled in records:
             m.PROBLEMS_VOTED.inc()
+            m.PROBLEMS_SETTLED.inc(settled)
             m.ROLLOUTS.inc(len(record.rollouts))
             m.VOTE_SHARE.set(record.share)
 
@@ -611,9 +613,10 @@ class Service:
         conn: Connection,
         sampled: list[tuple[ClaimedProblem, list]],
         tallies: list[Tally],
-    ) -> list:
+    ) -> list[tuple[VoteRecord, bool]]:
         """One commit for the batch; a savepoint per problem, so a problem whose lease was
-        lost (another worker owns the pass now, its vote stands) drops alone."""
+        lost (another worker owns the pass now, its vote stands) drops alone. Returns the
+        votes written, each with whether the pass policy settled its problem."""
         records = []
         ids = [c.id for c, _ in sampled]
         references = store.reference_answers(conn, ids)
@@ -625,8 +628,10 @@ class Service:
                 problem.id, problem.passes_done, samples, references.get(problem.id), counted
             )
             recent = [*history.get(problem.id, []), PassVote(record.label_key, record.share)]
+            # Canaries keep their passes: per-version canary accuracy needs their votes.
+            fixed = problem.fixed_passes or problem.batch in self.guard_cfg.canary_batches
             decision = passes.decide(
-                recent, problem.passes_done + 1, problem.passes_wanted, problem.fixed_passes, policy
+                recent, problem.passes_done + 1, problem.passes_wanted, fixed, policy
             )
             try:
                 with conn.begin_nested():
@@ -644,9 +649,7 @@ class Service:
             except (LeaseLost, IntegrityError) as exc:
                 logger.warning("problem {}: vote dropped: {}", problem.id, exc)
                 continue
-            if decision.settle:
-                m.PROBLEMS_SETTLED.inc()
-            records.append(record)
+            records.append((record, decision.settle))
         crash_point("vote_written")
         return records
 
@@ -753,10 +756,13 @@ class Service:
             for vote_id, rows in stored.items()
         ]
         groups = [g for g in groups if g.rollouts]
-        replay_cfg = self.daemon_cfg.replay
+        d = self.daemon_cfg
         replayed = (
             self.replay.fill(
-                groups, replay_cfg.fill_to or self.daemon_cfg.update_every_groups, min_version
+                groups,
+                d.replay.fill_to or d.update_every_groups,
+                min_version,
+                d.max_groups_per_update,
             )
             if self.replay is not None
             else []
@@ -952,8 +958,6 @@ class Service:
         """Serve (and train from) the best version before ``bad`` again."""
         assert self.engine is not None
         self.rollbacks += 1
-        if self.replay is not None:
-            self.replay.forget(bad)
 
         def restore(conn: Connection) -> tuple[int, str | None] | None:
             best = store.best_version(conn, below=bad, since=self.lineage_first)
@@ -975,6 +979,8 @@ class Service:
         self.trainer = None  # free the bad weights before loading the good ones
         self.trainer = self._make_trainer(model_dir, bad)
         self.version = to
+        if self.replay is not None:
+            self.replay.forget_after(to)
         m.ROLLBACKS.inc()
         m.MODEL_VERSION.set(to)
         logger.warning("guard: version {} rolled back; serving version {} again", bad, to)

@@ -33,6 +33,7 @@ FIELDS = {
     "version": A.answer_version,
     "passes_done": A.passes_done,
     "passes_wanted": A.passes_wanted,
+    "settled": A.settled,
     "correct": A.answer_correct,
 }
 

@@ -126,6 +126,7 @@ answers = Table(
     Column("status", String),
     Column("passes_done", Integer),
     Column("passes_wanted", Integer),
+    Column("settled", Boolean),
     Column("answer", Text),
     Column("answer_share", Float),
     Column("answer_version", Integer),

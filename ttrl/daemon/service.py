@@ -756,13 +756,12 @@ class Service:
             for vote_id, rows in stored.items()
         ]
         groups = [g for g in groups if g.rollouts]
-        d = self.daemon_cfg
         replayed = (
             self.replay.fill(
                 groups,
-                d.replay.fill_to or d.update_every_groups,
+                self.daemon_cfg.replay.fill_to or self.daemon_cfg.update_every_groups,
                 min_version,
-                d.max_groups_per_update,
+                self.daemon_cfg.max_groups_per_update,
             )
             if self.replay is not None
             else []

@@ -15,7 +15,7 @@ from serving import PLAIN_RL, TTRL, serve_until
 from sqlalchemy import select
 
 from ttrl.daemon import guard
-from ttrl.daemon.config import GuardConfig
+from ttrl.config.daemon import GuardConfig
 from ttrl.db import make_engine, transaction
 from ttrl.db.models import GuardDecision, ModelVersion, Problem
 from ttrl.engines.base import Completion

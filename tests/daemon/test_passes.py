@@ -7,7 +7,7 @@ from sqlalchemy import Engine, insert, select
 
 from ttrl.config import load_settings
 from ttrl.daemon import store
-from ttrl.daemon.config import PassesConfig
+from ttrl.config.daemon import PassesConfig
 from ttrl.daemon.passes import KEEP, PassDecision, PassVote, decide, is_stable
 from ttrl.daemon.service import Service
 from ttrl.daemon.voting import tally

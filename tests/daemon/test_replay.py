@@ -3,7 +3,7 @@ nothing from an update the guard rolled back."""
 
 from __future__ import annotations
 
-from ttrl.daemon.config import ReplayConfig
+from ttrl.config.daemon import ReplayConfig
 from ttrl.daemon.replay import SampleBuffer, is_informative, replay_metrics
 from ttrl.rl.batch import Rollout, RolloutGroup
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from statistics import fmean
 
 from ttrl.answers import equivalent, extract, vote
-from ttrl.daemon.config import GuardAction, GuardConfig
+from ttrl.config.daemon import GuardAction, GuardConfig
 from ttrl.engines.base import Completion
 
 Verdict = GuardAction | None

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ttrl.daemon.config import PassesConfig
+from ttrl.config.daemon import PassesConfig
 
 
 @dataclass(frozen=True)

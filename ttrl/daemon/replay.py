@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ttrl.daemon.config import ReplayConfig
+from ttrl.config.daemon import ReplayConfig
 from ttrl.rl.batch import RolloutGroup, is_low_share, is_uniform
 
 

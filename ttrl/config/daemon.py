@@ -1,4 +1,7 @@
-"""Configuration of the service loop (mounted at ``daemon:`` in the config tree)."""
+"""Configuration of the service loop (mounted at ``daemon:`` in the config tree).
+
+It lives beside :class:`ttrl.config.Settings`, not in ``ttrl.daemon``: the daemon reads the
+settings, and the settings must not import the daemon."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from ttrl.answers.config import AnswersConfig
-from ttrl.daemon.config import DaemonConfig, GuardConfig
+from ttrl.config.daemon import DaemonConfig, GuardConfig
 from ttrl.db.config import DatabaseConfig
 from ttrl.engines.config import EngineConfig
 from ttrl.rl.config import RLConfig

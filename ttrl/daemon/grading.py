@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ttrl.answers import Vote
-from ttrl.daemon.store import Grading
+from ttrl.daemon.records import Grading
 
 
 def grade(

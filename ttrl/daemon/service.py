@@ -36,7 +36,7 @@ from ttrl.daemon import metrics as m
 from ttrl.daemon.health import sd_notify, watchdog_interval
 from ttrl.daemon.passes import PassVote
 from ttrl.daemon.replay import SampleBuffer, replay_metrics
-from ttrl.daemon.store import VoteRecord
+from ttrl.daemon.records import VoteRecord
 from ttrl.daemon.versions import VersionWatch, announce
 from ttrl.daemon.voting import Tally, tally, vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow

@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ttrl.daemon.passes import PassVote
+from ttrl.daemon.records import VoteRecord
 from ttrl.db.connection import utcnow
 from ttrl.db.models import GuardDecision, Lineage, ModelVersion, Problem, Rollout, Vote, Worker
 
@@ -22,41 +23,6 @@ R = Rollout.__table__.c
 V = Vote.__table__.c
 MV = ModelVersion.__table__.c
 P = Problem.__table__.c
-
-
-@dataclass(frozen=True)
-class Grading:
-    """Dashboard-only figures against a reference answer (never used for reward)."""
-
-    label_correct: bool
-    reward_accuracy: float
-    pass_at_1: float
-
-
-@dataclass(frozen=True)
-class RolloutRecord:
-    text: str
-    prompt_token_ids: list[int]
-    token_ids: list[int]
-    finish_reason: str
-    raw_answer: str | None
-    answer_key: str | None
-    reward: float
-    logprobs: list[float] | None = None
-
-
-@dataclass(frozen=True)
-class VoteRecord:
-    problem_id: int
-    pass_index: int
-    model_version: int
-    label: str | None
-    label_key: str | None
-    share: float
-    n_distinct: int
-    tie: bool
-    grading: Grading | None
-    rollouts: list[RolloutRecord]
 
 
 @dataclass(frozen=True)

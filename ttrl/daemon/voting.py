@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ttrl.answers import Vote, equivalent, extract, vote
 from ttrl.daemon.grading import grade
-from ttrl.daemon.store import RolloutRecord, VoteRecord
+from ttrl.daemon.records import RolloutRecord, VoteRecord
 from ttrl.engines.base import Completion
 
 

@@ -1,6 +1,7 @@
 # The two commands of the README. Both create or refresh the virtual environment first.
 #   make run    the main job on the embedded defaults: `ttrl demo` (SQLite, the tiny model)
-#   make test   lint + the whole test suite (SQLite, the local PostgreSQL and real vLLM)
+#   make test   lint, type check (mypy) + the whole test suite (SQLite, the local PostgreSQL
+#               and real vLLM)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -38,5 +39,6 @@ run: venv
 
 test: venv-vllm
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc

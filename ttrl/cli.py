@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from io import BufferedReader
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, cast
 
 import typer
 import yaml
@@ -108,8 +109,9 @@ def enqueue(
         raise fail(f"--format must be jsonl or csv, not {fmt!r}")
     stream, name = _open_input(file)
     with stream:
-        chosen = fmt or intake.guess_format(name, stream.peek(64)[:64])
-        parsed = intake.parse(stream, chosen, cfg.intake, cfg.queue.default_passes)  # type: ignore[arg-type]
+        given = cast("intake.Format | None", fmt)  # checked above
+        chosen = given or intake.guess_format(name, stream.peek(64)[:64])
+        parsed = intake.parse(stream, chosen, cfg.intake, cfg.queue.default_passes)
     for bad in parsed.errors:
         err.print(f"{name}: {bad}", highlight=False, markup=False)
     if parsed.errors and not skip_invalid:
@@ -131,9 +133,9 @@ def enqueue(
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _open_input(file: str) -> tuple[BinaryIO, str]:
+def _open_input(file: str) -> tuple[BufferedReader, str]:
     if file == "-":
-        return sys.stdin.buffer, "<stdin>"
+        return cast(BufferedReader, sys.stdin.buffer), "<stdin>"  # a process's stdin is buffered
     try:
         return open(file, "rb"), file
     except OSError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
@@ -151,11 +152,12 @@ OTHER_ENV_NAMES = frozenset({"TTRL_CRASH_AT"})
 OTHER_ENV_PREFIXES = ("TTRL_TEST_", "TTRL_BENCH_", "TTRL_PG_")
 
 
-def check_environment(environ: dict[str, str] | None = None) -> None:
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
     """Refuse ``TTRL_*`` variables that name no setting (``TTRL_DEAMON__VOTES``,
     ``TTRL_DB_ULR``): pydantic-settings would ignore them and the defaults would run.
     Names below a known section are checked by the section itself (``extra="forbid"``)."""
-    environ = os.environ if environ is None else environ
+    if environ is None:
+        environ = os.environ
     fields = {name.upper() for name in Settings.model_fields}
     unknown = []
     for name in environ:

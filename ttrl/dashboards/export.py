@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any, Literal, TextIO
 
 from sqlalchemy import select
@@ -55,17 +56,19 @@ def write_answers(rows: Iterator[dict[str, Any]], out: TextIO, fmt: Format) -> i
     """Write ``rows`` to ``out`` as ``fmt``; returns the number written."""
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    write_row: Callable[[Mapping[str, Any]], object]
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=list(FIELDS), lineterminator="\n")
         writer.writeheader()
         write_row = writer.writerow
     else:
-
-        def write_row(row: dict[str, Any]) -> None:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-
+        write_row = partial(_write_json_line, out)
     n = 0
     for row in rows:
         write_row(row)
         n += 1
     return n
+
+
+def _write_json_line(out: TextIO, row: Mapping[str, Any]) -> None:
+    out.write(json.dumps(row, ensure_ascii=False) + "\n")

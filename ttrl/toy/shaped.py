@@ -53,7 +53,8 @@ def build_shaped_model(
     """Write a random model of shape ``name`` to ``out_dir`` (safetensors, ``dtype``)."""
     config = shaped_config(name, layers)
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).to(dtype)
+    # transformers' @wraps(Module.to) hides the bound self from mypy
+    model = Qwen2ForCausalLM(config).to(dtype)  # type: ignore[arg-type]
     tokenizer = build_tokenizer()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)

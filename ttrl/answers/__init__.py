@@ -1,4 +1,4 @@
-"""Final answers of completions: extract, canonicalise, compare, majority-vote.
+"""Final answers of completions: extract, canonicalise, compare, majority-vote, score.
 
 >>> from ttrl.answers import extract, vote
 >>> v = vote([extract(t) for t in completions])
@@ -10,6 +10,7 @@ from ttrl.answers.bounded import configure, get_config, pool
 from ttrl.answers.canonical import Key, canonical
 from ttrl.answers.config import AnswersConfig
 from ttrl.answers.extract import extract
+from ttrl.answers.scoring import Score, score
 from ttrl.answers.vote import Vote, equivalent, vote
 
 
@@ -21,6 +22,7 @@ def warm_up() -> None:
 __all__ = [
     "AnswersConfig",
     "Key",
+    "Score",
     "Vote",
     "canonical",
     "configure",
@@ -28,6 +30,7 @@ __all__ = [
     "extract",
     "get_config",
     "metrics",
+    "score",
     "vote",
     "warm_up",
 ]

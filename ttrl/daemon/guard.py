@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import fmean
 
-from ttrl.answers import equivalent, extract, vote
+from ttrl.answers import extract, score, vote
 from ttrl.config.daemon import GuardAction, GuardConfig
 from ttrl.engines.base import Completion
 
 Verdict = GuardAction | None
-SEVERITY: dict[str, int] = {"none": 0, "alert": 1, "hold": 2, "rollback": 3}
+SEVERITY: tuple[GuardAction, ...] = ("alert", "hold", "rollback")  # least severe first
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,9 @@ def probe_stats(
     canaries."""
     if len(groups) != len(references) or not groups:
         raise ValueError("probe_stats needs one reference (or None) per non-empty group")
-    shares, distinct, canary = [], [], []
+    shares: list[float] = []
+    distinct: list[int] = []
+    canary: list[bool] = []
     no_answer = tokens = n_samples = 0
     nll_sum, nll_tokens = 0.0, 0
     for samples, reference in zip(groups, references, strict=True):
@@ -81,7 +83,7 @@ def probe_stats(
                 nll_tokens += len(s.logprobs)
         n_samples += len(samples)
         if reference is not None:
-            canary.extend(equivalent(a, reference) for a in answers)
+            canary.extend(score(v, answers, reference).correct)
     return ProbeStats(
         vote_share=fmean(shares),
         distinct=fmean(distinct),
@@ -131,5 +133,5 @@ def check(
 
 def verdict(decisions: Sequence[Decision]) -> Verdict:
     """The most severe action among the tripped signals; None when none tripped."""
-    worst = max((d.action for d in decisions if d.tripped), key=SEVERITY.__getitem__, default=None)
-    return worst  # type: ignore[return-value]
+    tripped = {d.action for d in decisions if d.tripped}
+    return next((action for action in reversed(SEVERITY) if action in tripped), None)

@@ -17,7 +17,7 @@ from typing import BinaryIO
 from tqdm.auto import tqdm
 
 from ttrl import intake
-from ttrl.answers import equivalent, extract, vote
+from ttrl.answers import equivalent, extract, score, vote
 from ttrl.config import IntakeConfig
 from ttrl.engines.base import Engine, SamplingParams
 
@@ -100,16 +100,13 @@ def _group(meta: dict[str, object] | None) -> str | None:
 def score_problem(reference: str, greedy_text: str, sample_texts: Sequence[str]) -> ProblemScore:
     """Grade one problem's greedy completion and its n sampled completions."""
     answers = [extract(text) for text in sample_texts]
-    verdicts: dict[str | None, bool] = {}
-    for answer in answers:
-        if answer not in verdicts:
-            verdicts[answer] = equivalent(answer, reference)
     majority = vote(answers)
+    graded = score(majority, answers, reference)
     return ProblemScore(
         greedy_correct=equivalent(extract(greedy_text), reference),
-        samples_correct=sum(verdicts[a] for a in answers),
+        samples_correct=sum(graded.correct),
         n=len(answers),
-        majority_correct=equivalent(majority.label, reference),
+        majority_correct=graded.majority_correct,
         majority_share=majority.share,
     )
 

@@ -7,9 +7,10 @@
 
 from ttrl.answers import metrics
 from ttrl.answers.bounded import configure, get_config, pool
-from ttrl.answers.canonical import Key, canonical
+from ttrl.answers.canonical import canonical
 from ttrl.answers.config import AnswersConfig
 from ttrl.answers.extract import extract
+from ttrl.answers.keys import Key
 from ttrl.answers.scoring import Score, score
 from ttrl.answers.vote import Vote, equivalent, vote
 

@@ -43,12 +43,14 @@ class _Worker:
             stderr=subprocess.DEVNULL,
             env=env,
         )
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both PIPE
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         self.ready = False
         metrics.incr(metrics.WORKER_STARTS)
 
     def _read(self, n: int, deadline: float) -> bytes | None:
         """n bytes from the child, or None at the deadline."""
-        fd = self.proc.stdout.fileno()
+        fd = self.stdout.fileno()
         chunks: list[bytes] = []
         while n:
             remaining = deadline - time.monotonic()
@@ -77,7 +79,7 @@ class _Worker:
                 raise SymbolicUnavailable("worker did not start in time") from exc
             self.ready = True
         try:
-            write_message(self.proc.stdin.fileno(), (op, args))
+            write_message(self.stdin.fileno(), (op, args))
         except OSError as exc:
             raise SymbolicUnavailable(f"worker pipe broke: {exc}") from exc
         status, value = self._receive(timeout_s)
@@ -88,7 +90,7 @@ class _Worker:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        for pipe in (self.stdin, self.stdout):
             pipe.close()
 
 
@@ -134,6 +136,7 @@ class WorkerPool:
             metrics.incr(metrics.SYMBOLIC_CALLS)
             return (True, worker.request(op, args, self.config.timeout_s)), True
         except TimeoutError:
+            assert worker is not None  # only worker.request() times out
             metrics.incr(metrics.TIMEOUTS)
             worker.kill()
             worker = _Worker(self.config)  # replacement imports while the caller moves on

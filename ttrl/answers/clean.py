@@ -64,10 +64,11 @@ _GLUED_UNIT = re.compile(
 )
 # `2 3/4` (a proper fraction after a whole number): the mixed number, not 23/4.
 _MIXED = re.compile(r"(?<![\d.,/])([+-]?\d+)[ \t]+(\d+)/(\d+)(?![\d.,/])")
-_FUNCTIONS = (
+# Function names written bare (`sin x`), made commands (`\\sin x`); `canonical` reads them.
+FUNCTIONS = (
     "arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|sec|csc|cot|log|ln|exp|max|min|gcd|lcm|det"
 )
-_BARE_FUNCTION = re.compile(rf"(?<![\\A-Za-z])({_FUNCTIONS})(?![A-Za-z])")
+_BARE_FUNCTION = re.compile(rf"(?<![\\A-Za-z])({FUNCTIONS})(?![A-Za-z])")
 _COMMAND = re.compile(r"\\[A-Za-z]+|\b(?:pi|e|i)\b")
 _EQUALS_OR_BRACKET = re.compile(r"(?<![<>!:\\])=(?!=)|[(){}\[\]]")
 _VARIABLE = r"\\?[A-Za-z]{1,8}(?:_\{?[A-Za-z0-9]{1,8}\}?)?(?:\([a-z]\))?"

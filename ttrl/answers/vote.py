@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from ttrl.answers.bounded import SymbolicUnavailable, get_config, pool
-from ttrl.answers.canonical import EXACT_KINDS, MERGEABLE_KINDS, Key, canonical
+from ttrl.answers.canonical import canonical
 from ttrl.answers.clean import clean, display
+from ttrl.answers.keys import MERGEABLE_KINDS, Key
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,11 @@ def vote(answers: Sequence[str | None]) -> Vote:
     spellings: list[str] = []
     sizes: list[int] = []
     for answer, key in zip(answers, keys, strict=True):
-        if key is None:
+        if key is None or answer is None:
             continue
         if key not in group_of:
             group_of[key] = len(spellings)
-            spellings.append(clean(answer))  # type: ignore[arg-type]
+            spellings.append(clean(answer))
             sizes.append(0)
         sizes[group_of[key]] += 1
     group_keys = list(group_of)
@@ -140,7 +141,8 @@ def vote(answers: Sequence[str | None]) -> Vote:
     if not ranked:
         return Vote(None, None, 0, n, 0, False, tuple(keys), membership, ())
     winner = ranked[0]
-    label = _label([a for a, m in zip(answers, membership, strict=True) if m == 0])  # type: ignore[misc]
+    won = [a for a, m in zip(answers, membership, strict=True) if m == 0 and a is not None]
+    label = _label(won)
     return Vote(
         label=label,
         label_key=group_keys[winner],
@@ -168,4 +170,4 @@ def equivalent(a: str | None, b: str | None) -> bool:
     return _needs_check(ka, kb) and _verify(clean(a), clean(b))
 
 
-__all__ = ["EXACT_KINDS", "Vote", "equivalent", "vote"]
+__all__ = ["Vote", "equivalent", "vote"]

@@ -14,6 +14,7 @@ import resource
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -98,7 +99,7 @@ def verify_both(a: str, b: str) -> bool:
     return verify(pa, pb, timeout_seconds=None) and verify(pb, pa, timeout_seconds=None)
 
 
-OPERATIONS = {"canonical": canonical_form, "verify": verify_both}
+OPERATIONS: dict[str, Callable[..., Any]] = {"canonical": canonical_form, "verify": verify_both}
 
 
 def _die_with_parent() -> None:

@@ -41,8 +41,8 @@ from transformers import AutoModelForCausalLM
 
 from ttrl.engines import Engine, SamplingParams
 from ttrl.engines.hf import HFEngine
-from ttrl.engines.paths import resolve_model_path
-from ttrl.engines.tokens import cut_at_stop
+from ttrl.lm.paths import resolve_model_path
+from ttrl.lm.tokens import cut_at_stop
 from ttrl.toy.shaped import SHAPES, build_shaped_model
 from ttrl.toy.task import generate_problems
 

@@ -16,7 +16,8 @@ from dataclasses import replace
 
 from ttrl.answers import equivalent, extract
 from ttrl.config import load_settings
-from ttrl.engines import Completion, load_engine, resolve_model_path
+from ttrl.engines import Completion, load_engine
+from ttrl.lm.paths import resolve_model_path
 from ttrl.rl.batch import Rollout, RolloutGroup
 from ttrl.rl.trainer import Trainer
 from ttrl.toy.task import generate_problems

@@ -120,8 +120,8 @@ def trl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[st
     from ttrl.config import load_settings
     from ttrl.daemon.service import rl_config
     from ttrl.engines import load_engine
-    from ttrl.engines.model_files import load_tokenizer
-    from ttrl.engines.paths import resolve_model_path
+    from ttrl.lm.load import load_tokenizer
+    from ttrl.lm.paths import resolve_model_path
     from ttrl.rl.backends import make_optimizer, make_schedule
     from ttrl.toy.evaluate import LabelledProblem, evaluate
     from ttrl.toy.task import generate_problems

@@ -204,7 +204,8 @@ def serve(
         Service,
         build_trainer,
     )
-    from ttrl.engines import EngineUnavailable, ModelFilesError
+    from ttrl.engines import EngineUnavailable
+    from ttrl.lm.files import ModelFilesError
 
     setup_logging()
     rank, world = ranks.world()

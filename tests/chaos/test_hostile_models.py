@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from ttrl.engines import EngineConfig, SamplingParams, resolve_model_path
+from ttrl.engines import EngineConfig, SamplingParams
 from ttrl.engines.hf import HFEngine
-from ttrl.engines.model_files import ModelFilesError
+from ttrl.lm.files import ModelFilesError
+from ttrl.lm.paths import resolve_model_path
 from ttrl.rl.config import RLConfig
 from ttrl.rl.trainer import Trainer
 

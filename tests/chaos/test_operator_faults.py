@@ -25,7 +25,8 @@ from ttrl.daemon.service import EXIT_ENGINE_FAILURE, LineageMismatch, Service
 from ttrl.db import make_engine, queue, transaction
 from ttrl.db.models import Lineage, ModelVersion, Problem, Rollout, Vote, Worker
 from ttrl.db.queue import NewProblem
-from ttrl.engines import ModelFilesError, resolve_model_path
+from ttrl.lm.files import ModelFilesError
+from ttrl.lm.paths import resolve_model_path
 
 TTRL = str(Path(sys.executable).with_name("ttrl"))
 NAN_ERROR = "probability tensor contains either `inf`, `nan` or element < 0"

@@ -17,7 +17,8 @@ from ttrl.daemon import guard, store
 from ttrl.daemon.service import Service
 from ttrl.db import queue, transaction
 from ttrl.db.queue import NewProblem
-from ttrl.engines import load_engine, resolve_model_path
+from ttrl.engines import load_engine
+from ttrl.lm.paths import resolve_model_path
 from ttrl.toy.task import generate_problems
 
 

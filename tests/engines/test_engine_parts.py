@@ -20,17 +20,12 @@ from ttrl.engines import (
     SamplingParams,
     WeightUpdateError,
     load_engine,
-    resolve_model_path,
 )
 from ttrl.engines.batching import plan_batches
-from ttrl.engines.paths import BUILTIN_MODELS
-from ttrl.engines.tokens import cut_at_stop
-from ttrl.engines.weights import (
-    check_finite,
-    check_named_tensors,
-    checkpoint_specs,
-    model_weight_specs,
-)
+from ttrl.engines.weights import check_finite, check_named_tensors
+from ttrl.lm.paths import BUILTIN_MODELS, resolve_model_path
+from ttrl.lm.tensors import checkpoint_specs, model_weight_specs
+from ttrl.lm.tokens import cut_at_stop
 
 
 @given(

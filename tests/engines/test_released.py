@@ -100,3 +100,41 @@ def test_hf_engine_never_needs_weights(model_a: Path) -> None:
         pass
     assert not engine.needs_weights
     assert engine.generate(["2+2"], 1, GREEDY)[0][0].token_ids == before
+
+
+class HalfSleepingEngine(DroppingEngine):
+    """Sleep drops the weights, then fails before it is done."""
+
+    def sleep(self) -> None:
+        super().sleep()
+        raise RuntimeError("sleep failed halfway")
+
+
+def test_a_sleep_that_fails_halfway_is_woken_from() -> None:
+    engine = HalfSleepingEngine()
+    with (
+        pytest.raises(RuntimeError, match="sleep failed halfway"),
+        released(engine, lambda: _weights(2)),
+    ):
+        pytest.fail("the block must not run when sleep failed")
+    assert engine.state == "awake" and engine.loaded == [2]
+    engine.generate(["2+2"], 1, GREEDY)
+
+
+def test_a_failed_update_leaves_the_hf_engine_serving(
+    model_a: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = HFEngine(model_a, device="cpu")
+    before = engine.generate(["2+2"], 1, GREEDY)[0][0].token_ids
+    # Sleep as on CUDA, where it offloads the weights: asleep, generate refuses.
+    monkeypatch.setattr(engine, "sleep", lambda: setattr(engine, "_asleep", True))
+    with (
+        pytest.raises(RuntimeError, match="optimizer blew up"),
+        released(engine, lambda: pytest.fail("HFEngine keeps its weights")),
+    ):
+        assert engine.asleep
+        with pytest.raises(RuntimeError, match="asleep"):
+            engine.generate(["2+2"], 1, GREEDY)
+        raise RuntimeError("optimizer blew up")
+    assert not engine.asleep
+    assert engine.generate(["2+2"], 1, GREEDY)[0][0].token_ids == before

@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM
 
 from ttrl.engines import SamplingParams, WeightUpdateError
 from ttrl.engines.hf import HFEngine
-from ttrl.engines.model_files import load_causal_lm
+from ttrl.lm.load import load_causal_lm
 from ttrl.rl.forward import completion_logprobs
 from ttrl.rl.packing import TrainSequence, collate
 

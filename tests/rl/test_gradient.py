@@ -5,7 +5,7 @@ import torch
 from rl_helpers import make_groups
 from transformers import Qwen2ForCausalLM
 
-from ttrl.engines.tokens import cut_at_stop
+from ttrl.lm.tokens import cut_at_stop
 from ttrl.rl.advantages import compute_advantages
 from ttrl.rl.forward import completion_logprobs
 from ttrl.rl.losses import aggregate_loss, clipped_policy_loss

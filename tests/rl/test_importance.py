@@ -10,7 +10,7 @@ import pytest
 import torch
 from rl_helpers import make_groups
 
-from ttrl.engines.tokens import cut_at_stop
+from ttrl.lm.tokens import cut_at_stop
 from ttrl.rl.batch import Rollout, RolloutGroup
 from ttrl.rl.config import RLConfig
 from ttrl.rl.forward import completion_logprobs

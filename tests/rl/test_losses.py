@@ -139,3 +139,14 @@ def test_policy_drift_kl_estimates_kl_old_to_new_from_the_old_policys_tokens() -
     wrong_direction = float(((old_logp - new_logp).exp() - 1 - (old_logp - new_logp)).mean())
     assert abs(wrong_direction - exact) > 0.05  # the old formula, for the record
     assert float(policy_drift_kl(old_logp, old_logp).abs().max()) == 0.0
+
+
+def test_the_log_ratio_clamp_changes_a_surviving_gradient_of_a_negative_advantage() -> None:
+    """With A < 0 the unclipped term -A * ratio wins the max at every ratio above
+    1 - clip_low, so PPO's clip keeps its gradient; past the clamp (log ratio > 20) the
+    gradient is 0, where the surrogate's own is -A * ratio. dual_clip bounds it by design."""
+    loss, clipped, grad = _loss(torch.tensor([19.0, 25.0], dtype=F64).exp(), -1.0)
+    assert clipped.tolist() == [0, 0]  # PPO's clip removes neither gradient
+    assert float(grad[0]) == pytest.approx(math.exp(19.0), rel=1e-12)
+    assert float(grad[1]) == 0.0  # not exp(25): the clamp dropped it
+    assert float(loss[1]) == pytest.approx(math.exp(20.0), rel=1e-12)

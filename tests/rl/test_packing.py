@@ -3,13 +3,8 @@
 import pytest
 import torch
 
-from ttrl.rl.packing import (
-    TrainSequence,
-    collate,
-    plan_micro_batches,
-    position_ids_from_mask,
-    shard_micro_batches,
-)
+from ttrl.lm.padding import position_ids_from_mask
+from ttrl.rl.packing import TrainSequence, collate, plan_micro_batches, shard_micro_batches
 
 
 def test_position_ids_start_at_zero_after_left_padding() -> None:

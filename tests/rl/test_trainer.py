@@ -12,11 +12,12 @@ from pydantic import ValidationError
 from rl_helpers import EOS, make_groups
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ttrl.engines.tokens import cut_at_stop
+from ttrl.lm.tokens import cut_at_stop
 from ttrl.rl.backends import decay_factor, load_deepspeed_config, warmup_factor
 from ttrl.rl.batch import Rollout, RolloutGroup
 from ttrl.rl.config import RLConfig
-from ttrl.rl.trainer import Trainer, step_chunks
+from ttrl.rl.plan import step_chunks
+from ttrl.rl.trainer import Trainer
 
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from ttrl.answers import equivalent, extract
 from ttrl.engines.base import SamplingParams
 from ttrl.engines.hf import HFEngine
-from ttrl.engines.paths import resolve_model_path
+from ttrl.lm.paths import resolve_model_path
 from ttrl.toy.build import DEFAULT_TEMPERATURE, SHIPPED_DIR
 from ttrl.toy.cli import eval_command
 from ttrl.toy.evaluate import score_problem

@@ -41,15 +41,9 @@ from ttrl.daemon.versions import VersionWatch, announce
 from ttrl.daemon.voting import Tally, tally, vote_record
 from ttrl.db import make_engine, migrate, queue, transaction, utcnow
 from ttrl.db.queue import ClaimedProblem, LeaseLost
-from ttrl.engines import (
-    Engine,
-    EngineUnavailable,
-    ModelFilesError,
-    load_engine,
-    released,
-    resolve_model_path,
-)
-from ttrl.engines.model_files import check_model_dir, fingerprint
+from ttrl.engines import Engine, EngineUnavailable, load_engine, released
+from ttrl.lm.files import ModelFilesError, check_model_dir, fingerprint
+from ttrl.lm.paths import resolve_model_path
 from ttrl.rl.batch import Rollout, RolloutGroup
 
 T = TypeVar("T")

@@ -1,7 +1,8 @@
 """Rollout engines: sample N completions per prompt and take new weights in place.
 
 ``import ttrl.engines`` stays light (no torch, transformers or vllm); the backends load
-on first use: ``load_engine(cfg)``, or ``from ttrl.engines.hf import HFEngine``.
+on first use: ``load_engine(cfg)``, or ``from ttrl.engines.hf import HFEngine``. The model
+files, tokenizer and stop rule under both backends are :mod:`ttrl.lm`'s.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from ttrl.engines.base import (
     released,
 )
 from ttrl.engines.config import EngineConfig, VLLMOptions
-from ttrl.engines.model_files import ModelFilesError
-from ttrl.engines.paths import resolve_model_path
 
 if TYPE_CHECKING:
     from ttrl.engines.hf import HFEngine
@@ -32,14 +31,12 @@ __all__ = [
     "EngineUnavailable",
     "FinishReason",
     "HFEngine",
-    "ModelFilesError",
     "SamplingParams",
     "VLLMEngine",
     "VLLMOptions",
     "WeightUpdateError",
     "load_engine",
     "released",
-    "resolve_model_path",
 ]
 
 

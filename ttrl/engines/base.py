@@ -9,14 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from ttrl.lm.tokens import FinishReason
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     import torch
 
-FinishReason = Literal["stop", "length"]
+# A weight update: (state_dict name, tensor) pairs.
+NamedTensors = Iterable[tuple[str, "torch.Tensor"]]
 
 
 class WeightUpdateError(ValueError):
@@ -99,11 +102,7 @@ class Engine(Protocol):
         ...
 
     def update_weights(
-        self,
-        named_tensors: Iterable[tuple[str, torch.Tensor]],
-        version: int,
-        *,
-        share: bool = False,
+        self, named_tensors: NamedTensors, version: int, *, share: bool = False
     ) -> None:
         """Copy new weights into the live model; on any error keep serving the old ones.
 
@@ -136,20 +135,21 @@ class Engine(Protocol):
 
 
 # What to serve when training handed back no new weights: (tensors, their version).
-WeightSource = Callable[[], tuple[Iterable[tuple[str, "torch.Tensor"]], int]]
+WeightSource = Callable[[], tuple[NamedTensors, int]]
 
 
 @contextmanager
 def released(engine: Engine, weights: WeightSource) -> Iterator[None]:
     """Hand the accelerator to training for the block; on every way out (an update that
-    was skipped, one that raised) the engine can serve again.
+    was skipped, one that raised, a sleep that failed halfway) the engine is woken and can
+    serve again. This is the one place the daemon puts an engine to sleep.
 
     An engine whose sleep dropped its weights (vLLM ``sleep_level: 2``) is given
     ``weights()`` on the way out if nothing loaded new ones in the block, so it never
     waits for weights that do not come.
     """
-    engine.sleep()
     try:
+        engine.sleep()
         yield
     finally:
         engine.wake()

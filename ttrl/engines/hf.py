@@ -4,7 +4,7 @@ Prompts are tokenized once, packed into length-grouped batches under a token bud
 (:func:`ttrl.engines.batching.plan_batches`), left-padded, and sampled with a
 ``GenerationConfig`` built from :class:`SamplingParams` alone (the model's own
 generation defaults, e.g. a repetition penalty, would bias RL rollouts). New weights are
-copied into the live module's tensors: no re-instantiation, no disk.
+copied into the live module's tensors (:class:`~ttrl.engines.live_weights.LiveWeights`).
 
 Left padding is safe because ``GenerationMixin.prepare_inputs_for_generation``
 (transformers 5, used as is by Llama and Qwen2) derives ``position_ids`` from the
@@ -13,108 +13,30 @@ attention mask (``cumsum - 1``), so a padded row sees the positions it would see
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from loguru import logger
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessorList
 
-from ttrl.engines.base import Completion, FinishReason, SamplingParams
+from ttrl.engines.base import Completion, NamedTensors, SamplingParams
 from ttrl.engines.batching import plan_batches
 from ttrl.engines.config import EngineConfig
-from ttrl.engines.model_files import load_causal_lm
-from ttrl.engines.paths import resolve_model_path
+from ttrl.engines.hf_sampling import SampledLogprobs, seeded
+from ttrl.engines.live_weights import LiveWeights
+from ttrl.engines.serving import CodecEngine, Sample, common_options, completions
 from ttrl.engines.tokens import PromptCodec, check_prompts
-from ttrl.engines.weights import check_finite, check_named_tensors, read_checkpoint
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-# One generated row: kept token ids, why it ended, its text, per-token logprobs (if asked).
-_Sample = tuple[list[int], FinishReason, str, list[float] | None]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` picks CUDA when present, else CPU; an explicit CUDA device must exist.
-
-    Raises:
-        ValueError: CUDA was asked for on a machine without it.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"engine.device={device!r} but CUDA is not available; use cpu or auto")
-    return resolved
+from ttrl.lm.device import resolve_device, resolve_dtype
+from ttrl.lm.load import load_causal_lm
+from ttrl.lm.padding import left_pad
+from ttrl.lm.paths import resolve_model_path
+from ttrl.lm.tensors import read_checkpoint
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``"auto"`` is bfloat16 on CUDA (the dtype RL recipes train in) and float32 on CPU."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in _DTYPES:
-        raise ValueError(f"engine.dtype={dtype!r}; use one of auto, {', '.join(_DTYPES)}")
-    return _DTYPES[dtype]
-
-
-class _SampledLogprobs(LogitsProcessor):
-    """Records log p(sampled token) under the sampling distribution, one step at a time.
-
-    transformers runs custom processors before its temperature/top-k/top-p warpers, so
-    ``scores`` here are the model's logits; they are divided by ``temperature`` here, as
-    the trainer does, so the logprobs are those of the behaviour policy (what vLLM's
-    ``processed_logprobs`` reports; equal to it when top-k and top-p are off). The token
-    sampled at step t is only known at step t+1 (as the last input id), so each step's
-    log-softmax waits one call; the last one is resolved by :meth:`result`. Memory: one
-    (batch, vocab) tensor, not one per step.
-    """
-
-    def __init__(self, temperature: float) -> None:
-        self._temperature = temperature if temperature > 0 else 1.0
-        self._pending: torch.Tensor | None = None
-        self._steps: list[torch.Tensor] = []
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._pending is not None:
-            self._steps.append(self._pending.gather(1, input_ids[:, -1:]).squeeze(1))
-        self._pending = torch.log_softmax(scores.float() / self._temperature, dim=-1)
-        return scores
-
-    def result(self, new_tokens: torch.Tensor) -> torch.Tensor:
-        """(batch, steps) logprobs of ``new_tokens``, the ids generate appended."""
-        if self._pending is None:
-            raise RuntimeError("no decoding step was recorded")
-        last = self._pending.gather(1, new_tokens[:, -1:]).squeeze(1)
-        return torch.stack([*self._steps, last], dim=1)
-
-
-@contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Run under a fixed seed without disturbing the caller's global RNG state."""
-    if seed is None:
-        yield
-        return
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def _servable(tensor: torch.Tensor, target: torch.Tensor) -> bool:
-    """Whether ``tensor`` can stand in for the weight ``target`` as it is (a shared update)."""
-    return (
-        tensor.device == target.device
-        and tensor.dtype == target.dtype
-        and tensor.is_contiguous()
-        and not tensor.is_meta
-    )
-
-
-class HFEngine:
+class HFEngine(CodecEngine):
     """Rollouts from a local transformers causal LM; implements :class:`~ttrl.engines.Engine`.
 
     Example:
@@ -140,38 +62,35 @@ class HFEngine:
         if max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens={max_batch_tokens} must be >= 1")
         path = resolve_model_path(model)
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, "engine.device")
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_batch_tokens = max_batch_tokens
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.model = load_causal_lm(
             path, trust_remote_code=trust_remote_code, dtype=self.dtype, **extra
         )
-        self.model.to(self.device).eval()
-        self.codec = PromptCodec.load(
+        # transformers wraps PreTrainedModel.to in functools.wraps: mypy sees no bound self.
+        self.model.to(self.device).eval()  # type: ignore[arg-type]
+        codec = PromptCodec.load(
             path,
             self.model.generation_config,
+            self.model.config,
             use_chat_template=use_chat_template,
             system_prompt=system_prompt,
             trust_remote_code=trust_remote_code,
         )
+        super().__init__(codec, version)
         # Sample exactly as SamplingParams says: transformers 5 fills every option a
         # GenerationConfig leaves unset from the model's own (e.g. a repetition penalty),
         # so the model keeps only the library's neutral defaults once its stop ids are read;
         # its own stay readable as ``generation_defaults`` (e.g. for ``ttrl eval``).
         self.generation_defaults: GenerationConfig = self.model.generation_config
         self.model.generation_config = GenerationConfig()
-        pad = self.codec.tokenizer.pad_token_id
-        self.pad_id = self.codec.stop_ids[0] if pad is None else pad
+        self.pad_id = codec.pad_id
         self.max_positions: int | None = getattr(self.model.config, "max_position_embeddings", None)
-        self._version = version  # a resumed checkpoint keeps its number
         self._asleep = False
-        self._shared: set[str] = set()  # weights that are the trainer's tensors (share=True)
-        # generate and update_weights may come from different threads (daemon jobs).
-        self._lock = threading.RLock()
-        logger.info(
-            f"HFEngine: {path} on {self.device} ({self.dtype}), chat template {self.codec.chat}"
-        )
+        self._weights = LiveWeights(self.model)
+        logger.info(f"HFEngine: {path} on {self.device} ({self.dtype}), chat template {codec.chat}")
 
     @classmethod
     def from_config(cls, cfg: EngineConfig, version: int = 0) -> HFEngine:
@@ -179,19 +98,11 @@ class HFEngine:
         return cls(
             cfg.model,
             device=cfg.device,
-            dtype=cfg.dtype,
-            use_chat_template=cfg.use_chat_template,
-            system_prompt=cfg.system_prompt,
             max_batch_tokens=cfg.max_batch_tokens,
             attn_implementation=cfg.attn_implementation,
-            trust_remote_code=cfg.trust_remote_code,
             version=version,
+            **common_options(cfg),
         )
-
-    @property
-    def version(self) -> int:
-        """The weight version now served (as given at construction, then by each swap)."""
-        return self._version
 
     @property
     def needs_weights(self) -> bool:
@@ -202,10 +113,6 @@ class HFEngine:
     def asleep(self) -> bool:
         """Whether the weights are offloaded to CPU (CUDA only)."""
         return self._asleep
-
-    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        """Prompt token ids exactly as :meth:`generate` feeds them to the model."""
-        return self.codec.encode(prompts)
 
     def generate(
         self, prompts: Sequence[str], n: int, sampling: SamplingParams
@@ -228,8 +135,8 @@ class HFEngine:
             prompt_ids = self.encode(prompts)
             # Greedy samples are all identical: decode once, copy n times.
             rows = 1 if sampling.greedy else n
-            samples: list[list[_Sample]] = [[] for _ in prompt_ids]
-            with _seeded(sampling.seed, self.device):
+            samples: list[list[Sample]] = [[] for _ in prompt_ids]
+            with seeded(sampling.seed, self.device):
                 for budget, indices in self._new_token_budgets(prompt_ids, sampling).items():
                     step = replace(sampling, max_new_tokens=budget)
                     lengths = [len(prompt_ids[i]) for i in indices]
@@ -239,16 +146,12 @@ class HFEngine:
                         for owner, sample in zip(owners, outputs, strict=True):
                             samples[owner].append(sample)
         return [
-            self._completions(ids, group, n, version)
+            completions(ids, group, n, version)
             for ids, group in zip(prompt_ids, samples, strict=True)
         ]
 
     def update_weights(
-        self,
-        named_tensors: Iterable[tuple[str, torch.Tensor]],
-        version: int,
-        *,
-        share: bool = False,
+        self, named_tensors: NamedTensors, version: int, *, share: bool = False
     ) -> None:
         """Serve ``named_tensors`` (``state_dict`` names) as ``version``.
 
@@ -266,44 +169,16 @@ class HFEngine:
             WeightUpdateError: unknown name, wrong shape, integer-for-float, NaN/inf.
         """
         start = time.perf_counter()
-        with self._lock, torch.no_grad():
-            live = self._weights()
-            expected = {name: (t.shape, t.dtype) for name, t in live.items()}
-            tensors = check_named_tensors(expected, named_tensors)
-            shared = {n for n, t in tensors.items() if share and _servable(t, live[n])}
-            check_finite({n: t for n, t in tensors.items() if n not in shared})
-            for name, tensor in tensors.items():
-                if name in shared:
-                    live[name].data = tensor.detach()
-                    self._shared.add(name)
-                    continue
-                if name in self._shared:  # never write into the trainer's tensor
-                    live[name].data = torch.empty_like(live[name])
-                    self._shared.discard(name)
-                live[name].copy_(tensor)
-            if not share:
-                self._own_weights(live)  # the shared weights this update did not name
+        with self._lock:
+            count, shared = self._weights.swap(named_tensors, share)
             if self.device.type == "cuda" and not self._asleep:
                 torch.cuda.synchronize(self.device)
             self._version = version
-        how = f"{len(shared)} shared, {len(tensors) - len(shared)} copied" if share else "copied"
+        how = f"{shared} shared, {count - shared} copied" if share else "copied"
         logger.info(
             f"HFEngine: now serving version {version} "
-            f"({len(tensors)} tensors {how} in {time.perf_counter() - start:.3f}s)"
+            f"({count} tensors {how} in {time.perf_counter() - start:.3f}s)"
         )
-
-    def _weights(self) -> dict[str, torch.Tensor]:
-        """The model's ``state_dict`` names mapped to its Parameter / buffer objects (whose
-        ``.data`` a shared update rebinds; ``state_dict()`` holds detached aliases)."""
-        objects: dict[str, torch.Tensor] = dict(self.model.named_parameters(remove_duplicate=False))
-        objects.update(self.model.named_buffers(remove_duplicate=False))
-        return {name: objects.get(name, t) for name, t in self.model.state_dict().items()}
-
-    def _own_weights(self, live: dict[str, torch.Tensor]) -> None:
-        """Give each weight still shared its own storage (a copy of its current value)."""
-        for name in self._shared:
-            live[name].data = live[name].data.clone()
-        self._shared.clear()
 
     def load_checkpoint(self, model_dir: str | Path, version: int) -> None:
         """Serve the weights of a safetensors checkpoint directory as ``version``.
@@ -318,17 +193,18 @@ class HFEngine:
         with self._lock:
             if self.device.type != "cuda" or self._asleep:
                 return
-            self._shared.clear()  # the move gives every weight its own copy
-            self.model.to("cpu")
-            torch.cuda.empty_cache()
+            # Asleep before the move: wake() moves back whatever a failed move left behind.
             self._asleep = True
+            self.model.to("cpu")  # type: ignore[arg-type]  # (see __init__)
+            self._weights.moved()  # after the move only: the move gave every weight a copy
+            torch.cuda.empty_cache()
 
     def wake(self) -> None:
         """Move the weights back to the GPU after :meth:`sleep`."""
         with self._lock:
             if not self._asleep:
                 return
-            self.model.to(self.device)
+            self.model.to(self.device)  # type: ignore[arg-type]  # (see __init__)
             self._asleep = False
 
     def _new_token_budgets(
@@ -365,43 +241,27 @@ class HFEngine:
             )
         return GenerationConfig(**options)
 
-    def _generate_batch(self, rows: list[list[int]], sampling: SamplingParams) -> list[_Sample]:
-        """Left-pad ``rows`` into one batch and decode it with a single ``generate`` call."""
-        width = max(len(ids) for ids in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, ids in enumerate(rows):
-            input_ids[r, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[r, width - len(ids) :] = 1
-        recorder = _SampledLogprobs(sampling.temperature) if sampling.logprobs else None
-        output = self.model.generate(
-            input_ids=input_ids.to(self.device),
-            attention_mask=attention_mask.to(self.device),
+    def _generate_batch(self, rows: list[list[int]], sampling: SamplingParams) -> list[Sample]:
+        """Left-pad ``rows`` into one batch and decode it with a single ``generate`` call.
+
+        ``generate`` derives the position ids from the attention mask at every step itself
+        (see the module docstring), so the padded batch's own are not passed.
+        """
+        batch = left_pad(rows, self.pad_id)
+        recorder = SampledLogprobs(sampling.temperature) if sampling.logprobs else None
+        # generate comes from GenerationMixin, which every causal LM class mixes in but
+        # PreTrainedModel does not declare.
+        output = self.model.generate(  # type: ignore[operator]
+            input_ids=batch.input_ids.to(self.device),
+            attention_mask=batch.attention_mask.to(self.device),
             generation_config=self.generation_config(sampling),
             logits_processor=LogitsProcessorList([recorder]) if recorder else None,
         )
-        new_tokens = output[:, width:]
+        new_tokens = output[:, batch.input_ids.shape[1] :]
         logprobs = recorder.result(new_tokens).cpu() if recorder else None
-        samples: list[_Sample] = []
+        samples: list[Sample] = []
         for r, row in enumerate(new_tokens.cpu().tolist()):
             ids, finish, text = self.codec.finish(row)
             row_logprobs = logprobs[r, : len(ids)].tolist() if logprobs is not None else None
             samples.append((ids, finish, text, row_logprobs))
         return samples
-
-    def _completions(
-        self, prompt_ids: list[int], samples: list[_Sample], n: int, version: int
-    ) -> list[Completion]:
-        if len(samples) == 1 and n > 1:
-            samples = samples * n
-        return [
-            Completion(
-                text=text,
-                prompt_token_ids=list(prompt_ids),
-                token_ids=list(ids),
-                finish_reason=finish,
-                model_version=version,
-                logprobs=None if logprobs is None else list(logprobs),
-            )
-            for ids, finish, text, logprobs in samples
-        ]

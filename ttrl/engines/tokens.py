@@ -1,7 +1,9 @@
-"""Prompt text to token ids, and where a completion stops; shared by all engines.
+"""Prompt text to token ids, and generated ids back to a finished completion; shared by all
+engines.
 
 Both engines tokenize here so that the same prompt yields the same ``prompt_token_ids``
-whichever engine served it (the trainer recomputes log-probabilities from those ids).
+whichever engine served it (the trainer recomputes log-probabilities from those ids), and
+cut completions by the stop rule the trainer applies too (:mod:`ttrl.lm.tokens`).
 """
 
 from __future__ import annotations
@@ -9,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from loguru import logger
 
-from ttrl.engines.base import FinishReason
-from ttrl.engines.model_files import load_tokenizer
+from ttrl.lm.load import load_tokenizer
+from ttrl.lm.tokens import FinishReason, cut_at_stop, pad_token_id, stop_token_ids
 
 if TYPE_CHECKING:
-    from transformers import GenerationConfig, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
 
 def check_prompts(prompts: Sequence[str], n: int) -> None:
@@ -76,47 +78,6 @@ def encode_prompts(
     return encoded
 
 
-def stop_token_ids(
-    tokenizer: PreTrainedTokenizerBase, generation_config: GenerationConfig | None
-) -> list[int]:
-    """Every id that ends a completion: the tokenizer's EOS and the model's configured EOS ids.
-
-    Chat models often stop on an end-of-turn token listed only in ``generation_config``
-    (Qwen2.5-Instruct: ``<|im_end|>`` besides ``<|endoftext|>``).
-
-    Raises:
-        ValueError: neither the tokenizer nor the generation config names an EOS token.
-    """
-    ids: list[int] = []
-    configured = getattr(generation_config, "eos_token_id", None)
-    for candidate in [tokenizer.eos_token_id, configured]:
-        for token in candidate if isinstance(candidate, list) else [candidate]:
-            if token is not None and token not in ids:
-                ids.append(int(token))
-    if not ids:
-        raise ValueError(
-            "the model has no EOS token (tokenizer.eos_token and generation_config.eos_token_id "
-            "are both unset), so completions could never stop; set eos_token in the tokenizer"
-        )
-    return ids
-
-
-def cut_at_stop(
-    token_ids: Sequence[int], stop_ids: Sequence[int]
-) -> tuple[list[int], FinishReason]:
-    """Cut generated ids after the first stop token.
-
-    Returns the kept ids (stop token included) and ``"stop"``, or all ids and
-    ``"length"`` when no stop token occurs (the token budget ran out). Anything after the
-    stop token is padding of a finished row in a batch.
-    """
-    stops = set(stop_ids)
-    for i, token in enumerate(token_ids):
-        if token in stops:
-            return list(token_ids[: i + 1]), "stop"
-    return list(token_ids), "length"
-
-
 @dataclass(frozen=True)
 class PromptCodec:
     """One engine's way from prompt text to ids and from generated ids back to text."""
@@ -130,20 +91,26 @@ class PromptCodec:
     def load(
         cls,
         model_dir: Path,
-        generation_config: GenerationConfig | None,
-        *,
+        *configs: object,
         use_chat_template: bool,
         system_prompt: str | None,
         trust_remote_code: bool = False,
     ) -> PromptCodec:
-        """The tokenizer saved in ``model_dir`` with the engine's prompt settings."""
+        """The tokenizer saved in ``model_dir`` with the engine's prompt settings; ``configs``
+        (the model's generation config and config) name the stop ids with the tokenizer
+        (:func:`~ttrl.lm.tokens.stop_token_ids`)."""
         tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
         return cls(
             tokenizer=tokenizer,
             chat=uses_chat_template(tokenizer, use_chat_template),
             system_prompt=system_prompt,
-            stop_ids=stop_token_ids(tokenizer, generation_config),
+            stop_ids=stop_token_ids(tokenizer, *configs),
         )
+
+    @property
+    def pad_id(self) -> int:
+        """The id that pads a batch (:func:`~ttrl.lm.tokens.pad_token_id`)."""
+        return pad_token_id(self.tokenizer, self.stop_ids)
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         """Prompt token ids as the model sees them (see :func:`encode_prompts`)."""
@@ -157,4 +124,4 @@ class PromptCodec:
         text = self.tokenizer.decode(
             ids[:-1] if reason == "stop" else ids, skip_special_tokens=True
         )
-        return ids, reason, text
+        return ids, reason, cast("str", text)  # one row of ids decodes to one string

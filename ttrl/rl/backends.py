@@ -10,13 +10,16 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.distributed as dist
 from torch.optim.lr_scheduler import LambdaLR
 
 from ttrl.rl.config import RLConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
@@ -81,7 +84,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, config: RLConfig, steps_done
 class Backend(Protocol):
     """What the trainer needs from a parameter-update engine."""
 
-    module: torch.nn.Module  # the HF model (unwrapped)
+    module: PreTrainedModel  # the HF model (unwrapped)
     model: torch.nn.Module  # what to call forward on
     rank: int
     world_size: int
@@ -111,8 +114,9 @@ class TorchBackend:
     rank = 0
     world_size = 1
 
-    def __init__(self, module: torch.nn.Module, config: RLConfig, steps_done: int = 0) -> None:
-        self.module = self.model = module
+    def __init__(self, module: PreTrainedModel, config: RLConfig, steps_done: int = 0) -> None:
+        self.module = module
+        self.model: torch.nn.Module = module
         self.max_grad_norm = config.max_grad_norm
         self.optimizer = make_optimizer(module, config)
         self.scheduler = make_schedule(self.optimizer, config, steps_done)
@@ -199,7 +203,7 @@ class DeepSpeedBackend:
 
     def __init__(
         self,
-        module: torch.nn.Module,
+        module: PreTrainedModel,
         config: RLConfig,
         ds_config_path: Path,
         on_cuda: bool,

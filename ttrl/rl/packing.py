@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ttrl.lm.padding import left_pad
+
 
 @dataclass(frozen=True)
 class TrainSequence:
@@ -55,33 +57,23 @@ class MicroBatch:
         )))  # fmt: skip
 
 
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """``cumsum(mask) - 1`` clamped at 0: the first real token is position 0 whatever the
-    padding, exactly as generation numbers positions. Without it a left-padded row would
-    be trained at shifted positions the sampler never used."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
 def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
-    """Left-pad sequences into one :class:`MicroBatch`."""
+    """Left-pad sequences into one :class:`MicroBatch` (:func:`~ttrl.lm.padding.left_pad`:
+    position ids from the attention mask, as the engines sample)."""
     if not seqs:
         raise ValueError("collate needs at least one sequence")
-    width = max(s.length for s in seqs)
+    padded = left_pad([s.prompt + s.completion for s in seqs], pad_id)
     resp = max(len(s.completion) for s in seqs)
-    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
     response_mask = torch.zeros((len(seqs), resp), dtype=torch.float32)
     behaviour = torch.full((len(seqs), resp), float("nan"), dtype=torch.float32)
     for row, s in enumerate(seqs):
-        input_ids[row, width - s.length :] = torch.tensor(s.prompt + s.completion)
-        attention_mask[row, width - s.length :] = 1
         response_mask[row, resp - len(s.completion) :] = 1.0
         if s.behaviour_logp is not None:
             behaviour[row, resp - len(s.completion) :] = torch.tensor(s.behaviour_logp)
     return MicroBatch(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask),
+        input_ids=padded.input_ids,
+        attention_mask=padded.attention_mask,
+        position_ids=padded.position_ids,
         response_mask=response_mask,
         advantages=torch.tensor([s.advantage for s in seqs], dtype=torch.float32),
         behaviour_logp=behaviour,

@@ -7,141 +7,32 @@ spread -> group advantages -> (old and reference log-probs) -> ``ppo_epochs`` pa
 
 from __future__ import annotations
 
-import math
-import os
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from loguru import logger
 from transformers import PreTrainedModel
 
-from ttrl.engines.model_files import check_model_dir, load_causal_lm, load_tokenizer
-from ttrl.engines.tokens import cut_at_stop
-from ttrl.rl.advantages import compute_advantages
+from ttrl.lm.device import resolve_device
+from ttrl.lm.files import check_model_dir
+from ttrl.lm.load import load_causal_lm, load_tokenizer
+from ttrl.lm.tokens import pad_token_id, stop_token_ids
 from ttrl.rl.backends import Backend, DeepSpeedBackend, TorchBackend
 from ttrl.rl.batch import RolloutGroup, select_groups
 from ttrl.rl.checkpoint import save_checkpoint
 from ttrl.rl.config import RLConfig
-from ttrl.rl.forward import completion_logprobs
-from ttrl.rl.losses import (
-    aggregate_loss,
-    clipped_policy_loss,
-    kl_penalty,
-    policy_drift_kl,
-    truncated_is_weights,
-)
-from ttrl.rl.packing import (
-    MicroBatch,
-    TrainSequence,
-    collate,
-    shard_micro_batches,
-)
-
-
-@dataclass
-class StepMetrics:
-    """What one step did; the daemon stores these on the new ``model_versions`` row.
-
-    ``loss`` is the mean over optimizer steps of the full objective; ``lr`` the learning
-    rate of the step's first optimizer step; ``entropy`` is the
-    token-mean entropy of the policy before the update; ``approx_kl`` is the k3 estimate of
-    KL(old || new) over the updates (0 on the first pass by construction).
-    ``is_ratio_mean`` / ``is_ratio_max``: the importance ratio pi_old / mu over the tokens
-    whose engine logprobs were known (before truncation at ``rl.is_cap``),
-    ``is_clip_frac`` the share of them truncated, ``is_tokens`` their number (NaN/0
-    without engine logprobs or with ``rl.is_correction`` off).
-    """
-
-    version: int
-    skipped: bool = False
-    skip_reason: str | None = None
-    loss: float = math.nan
-    pg_loss: float = math.nan
-    kl: float = math.nan
-    entropy: float = math.nan
-    clip_frac: float = math.nan
-    approx_kl: float = math.nan
-    grad_norm: float = math.nan
-    lr: float = math.nan
-    groups: int = 0
-    groups_dropped: int = 0
-    groups_low_share: int = 0
-    sequences: int = 0
-    tokens: int = 0
-    mean_reward: float = math.nan
-    staleness: int = 0
-    is_ratio_mean: float = math.nan
-    is_ratio_max: float = math.nan
-    is_clip_frac: float = math.nan
-    is_tokens: int = 0
-    optimizer_steps: int = 0
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, float | int | bool | str | None]:
-        return asdict(self)
-
-
-@dataclass
-class _MiniBatch:
-    """The micro-batches of one optimizer step on this rank, with global normalisers."""
-
-    micro: list[MicroBatch]
-    num_tokens: float
-    num_seqs: int
-    old_logp: list[torch.Tensor] | None = None
-    ref_logp: list[torch.Tensor] | None = None
-
-
-# Slots of the metric vector summed over micro-batches and ranks.
-_LOSS, _PG, _KL, _CLIP, _AKL, _ENT, _ENT_TOK, _TOK, _NONFINITE, _IS, _IS_TOK, _IS_CLIP = range(12)
-_SLOTS = 12
-
-
-def _resolve_device(requested: str | None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def _eos_ids(model: PreTrainedModel, tokenizer) -> tuple[int, ...]:
-    ids: set[int] = set()
-    for source in (model.generation_config, model.config):
-        eos = getattr(source, "eos_token_id", None)
-        ids.update([eos] if isinstance(eos, int) else (eos or []))
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return tuple(sorted(ids))
+from ttrl.rl.metrics import StepMetrics, StepSums
+from ttrl.rl.objective import micro_batch_loss, score
+from ttrl.rl.plan import mini_batches, train_sequences
 
 
 def _load_model(model_dir: Path, trust_remote_code: bool) -> PreTrainedModel:
     # fp32 weights everywhere: the optimizer keeps master weights in the parameter dtype, and
-    # bf16 compute on CUDA comes from autocast. Safetensors only (see model_files).
+    # bf16 compute on CUDA comes from autocast. Safetensors only (see ttrl.lm.load).
     return load_causal_lm(model_dir, trust_remote_code=trust_remote_code, dtype=torch.float32)
-
-
-def step_chunks(
-    group_of_seq: Sequence[int], steps: int, split: str, rng: random.Random
-) -> list[list[int]]:
-    """Sequence indices per optimizer step, in a random order: ``split="groups"`` keeps each
-    group in one step; ``"rollouts"`` deals the sequences out singly (TRL's shuffle), so
-    every step sees most problems. At most ``steps`` steps, none empty."""
-    if split == "rollouts":
-        units = [[i] for i in range(len(group_of_seq))]
-    else:
-        by_group: dict[int, list[int]] = {}
-        for i, g in enumerate(group_of_seq):
-            by_group.setdefault(g, []).append(i)
-        units = list(by_group.values())
-    rng.shuffle(units)
-    n = min(steps, len(units))
-    chunks = [units[k * len(units) // n : (k + 1) * len(units) // n] for k in range(n)]
-    return [sorted(i for unit in chunk for i in unit) for chunk in chunks]
 
 
 class Trainer:
@@ -169,17 +60,18 @@ class Trainer:
         self.config = config
         self.version = version
         self._calls = 0
-        self.device = _resolve_device(config.device)
+        self.device = resolve_device(config.device, "rl.device")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
         module = _load_model(model_dir, trust_remote_code)
         if config.gradient_checkpointing:
             module.gradient_checkpointing_enable()
-        module.to(self.device).train()
-        self.eos_ids = _eos_ids(module, self.tokenizer)
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
+        # transformers wraps PreTrainedModel.to in functools.wraps: mypy sees no bound self.
+        module.to(self.device).train()  # type: ignore[arg-type]
+        # Where a completion ends, as the engines see it (the same tokenizer and configs).
+        self.stop_ids = stop_token_ids(self.tokenizer, module.generation_config, module.config)
+        self.pad_id = pad_token_id(self.tokenizer, self.stop_ids)
         self.backend: Backend
         # The learning-rate decay resumes where a model at this version left it (estimated:
         # skipped updates and short batches take fewer steps).
@@ -194,7 +86,7 @@ class Trainer:
         if config.kl_coef > 0:
             self.ref = (
                 _load_model(Path(reference_dir or model_dir), trust_remote_code)
-                .to(self.device)
+                .to(self.device)  # type: ignore[arg-type]  # (see the policy above)
                 .eval()
                 .requires_grad_(False)
             )
@@ -238,28 +130,37 @@ class Trainer:
                 )
             return self._skipped(metrics, why, start)
 
-        seqs, group_of_seq = self._sequences(selection.groups)
+        seqs, group_of_seq = train_sequences(selection.groups, cfg, self.stop_ids)
         metrics.sequences = len(seqs)
         metrics.tokens = sum(len(s.completion) for s in seqs)
-        minis = self._mini_batches(seqs, group_of_seq, rng)
+        minis = mini_batches(
+            seqs,
+            group_of_seq,
+            cfg,
+            rng,
+            rank=self.backend.rank,
+            world_size=self.backend.world_size,
+            pad_id=self.pad_id,
+            device=self.device,
+        )
         recompute = cfg.recompute_old_logprobs == "always" or cfg.ppo_epochs > 1 or len(minis) > 1
-        sums = torch.zeros(_SLOTS, dtype=torch.float64, device=self.device)
-        # Per-rank maximum of the importance ratio, summed into a vector (one slot a rank).
-        self._is_max = torch.zeros(self.backend.world_size, dtype=torch.float64, device=self.device)
+        sums = StepSums(self.device, self.backend.rank, self.backend.world_size)
         with torch.no_grad():
             if recompute:
                 for mini in minis:
-                    mini.old_logp = self._score(self.backend.model, mini, sums)
+                    mini.old_logp = score(self.backend.model, mini, cfg.temperature, sums)
             if self.ref is not None:
                 for mini in minis:
-                    mini.ref_logp = self._score(self.ref, mini, None)
+                    mini.ref_logp = score(self.ref, mini, cfg.temperature, None)
 
         norms: list[float] = []
         applied = True
         for _ in range(cfg.ppo_epochs):
             for mini in minis:
-                for k, mb in enumerate(mini.micro):
-                    loss = self._micro_loss(mini, k, mb, sums, entropy_metric=not recompute)
+                for k in range(len(mini.micro)):
+                    loss = micro_batch_loss(
+                        self.backend.model, cfg, mini, k, sums, entropy_metric=not recompute
+                    )
                     # The loss is already normalised by whole-batch counts; multiplying by
                     # the world size undoes the data-parallel gradient average.
                     self.backend.backward(loss * self.backend.world_size, k == len(mini.micro) - 1)
@@ -271,22 +172,9 @@ class Trainer:
             if not applied:
                 break
 
-        sums = self.backend.all_reduce_sum(sums).tolist()
-        steps = metrics.optimizer_steps
-        metrics.loss = sums[_LOSS] / steps
-        metrics.pg_loss = sums[_PG] / steps
-        metrics.kl = sums[_KL] / steps
-        metrics.clip_frac = sums[_CLIP] / max(sums[_TOK], 1.0)
-        metrics.approx_kl = sums[_AKL] / max(sums[_TOK], 1.0)
-        metrics.entropy = sums[_ENT] / max(sums[_ENT_TOK], 1.0)
-        metrics.grad_norm = sum(norms) / len(norms)
-        if sums[_IS_TOK] > 0:
-            metrics.is_tokens = int(sums[_IS_TOK])
-            metrics.is_ratio_mean = sums[_IS] / sums[_IS_TOK]
-            metrics.is_clip_frac = sums[_IS_CLIP] / sums[_IS_TOK]
-            metrics.is_ratio_max = float(self.backend.all_reduce_sum(self._is_max).max())
+        nonfinite_loss = sums.finish(metrics, self.backend.all_reduce_sum, norms)
         if not applied:
-            why = "non-finite loss" if sums[_NONFINITE] > 0 else "non-finite gradient norm"
+            why = "non-finite loss" if nonfinite_loss else "non-finite gradient norm"
             return self._skipped(metrics, why, start)
         self.version += 1
         metrics.version = self.version
@@ -302,152 +190,6 @@ class Trainer:
                 "GRPO step skipped at version {}: {}; nothing to export", self.version, reason
             )
         return metrics
-
-    def _sequences(self, groups: Sequence[RolloutGroup]) -> tuple[list[TrainSequence], list[int]]:
-        """Flatten groups into sequences with their advantages (computed in float64)."""
-        rewards, group_ids = [], []
-        for g_idx, group in enumerate(groups):
-            rewards += [r.reward for r in group.rollouts]
-            group_ids += [g_idx] * len(group.rollouts)
-        adv = compute_advantages(
-            self.config.advantage,
-            torch.tensor(rewards, dtype=torch.float64),
-            torch.tensor(group_ids),
-            self.config.adv_eps,
-        ).tolist()
-        rollouts = [r for g in groups for r in g.rollouts]
-        # Train on the EOS itself (a sampled action), never on what an engine left after it.
-        correct = self.config.is_correction
-        seqs = []
-        for r, a in zip(rollouts, adv, strict=True):
-            completion = cut_at_stop(r.completion_token_ids, self.eos_ids)[0]
-            behaviour = r.logprobs[: len(completion)] if correct and r.logprobs else None
-            seqs.append(TrainSequence(list(r.prompt_token_ids), completion, a, behaviour))
-        return seqs, group_ids
-
-    def _mini_batches(
-        self, seqs: list[TrainSequence], group_of_seq: list[int], rng: random.Random
-    ) -> list[_MiniBatch]:
-        """Split the sequences into ``mini_batches`` optimizer steps
-        (:func:`step_chunks`), then shard each into this rank's micro-batches."""
-        minis = []
-        for idx in step_chunks(
-            group_of_seq, self.config.mini_batches, self.config.mini_batch_split, rng
-        ):
-            plan = shard_micro_batches(
-                [seqs[i].length for i in idx],
-                self.backend.world_size,
-                self.config.micro_batch_tokens,
-            )[self.backend.rank]
-            micro = [
-                collate([seqs[idx[j]] for j in mb], self.pad_id)
-                if mb
-                else self._padding_batch(seqs[idx[0]])
-                for mb in plan
-            ]
-            minis.append(
-                _MiniBatch(
-                    micro=[m.to(self.device) for m in micro],
-                    num_tokens=float(sum(len(seqs[i].completion) for i in idx)),
-                    num_seqs=len(idx),
-                )
-            )
-        return minis
-
-    def _padding_batch(self, seq: TrainSequence) -> MicroBatch:
-        """A micro-batch that trains nothing, for a rank with fewer sequences than its peers
-        have micro-batches (every rank must run the same number of forwards under ZeRO)."""
-        mb = collate([seq], self.pad_id)
-        mb.response_mask.zero_()
-        mb.advantages.zero_()
-        return mb
-
-    def _score(
-        self, model: torch.nn.Module, mini: _MiniBatch, sums: torch.Tensor | None
-    ) -> list[torch.Tensor]:
-        """Log-probs of every micro-batch under ``model``; with ``sums``, also the entropy
-        metric of the policy before the update."""
-        out = []
-        for mb in mini.micro:
-            logp, ent = completion_logprobs(
-                model, mb, temperature=self.config.temperature, with_entropy=sums is not None
-            )
-            out.append(logp)
-            if sums is not None and ent is not None:
-                sums[_ENT] += (ent * mb.response_mask).sum()
-                sums[_ENT_TOK] += mb.response_mask.sum()
-        return out
-
-    def _micro_loss(
-        self,
-        mini: _MiniBatch,
-        k: int,
-        mb: MicroBatch,
-        sums: torch.Tensor,
-        entropy_metric: bool,
-    ) -> torch.Tensor:
-        """This micro-batch's share of the mini-batch objective, normalised by the counts of
-        the whole mini-batch so that micro-batch (and rank) losses add up exactly."""
-        cfg = self.config
-        logp, entropy = completion_logprobs(
-            self.backend.model,
-            mb,
-            temperature=cfg.temperature,
-            with_entropy=entropy_metric or cfg.entropy_coef > 0,
-            entropy_grad=cfg.entropy_coef > 0,
-        )
-        # On-policy shortcut: with one optimizer step per batch the old policy *is* the
-        # current one, so the detached log-probs are exactly what a recompute would give.
-        old = logp.detach() if mini.old_logp is None else mini.old_logp[k]
-        mask = mb.response_mask
-
-        def agg(mat: torch.Tensor) -> torch.Tensor:
-            return aggregate_loss(
-                mat,
-                mask,
-                cfg.loss_agg,
-                num_tokens=mini.num_tokens,
-                num_seqs=mini.num_seqs,
-                max_len=cfg.max_completion_tokens,
-            )
-
-        pg_mat, clipped = clipped_policy_loss(
-            logp, old, mb.advantages, cfg.clip_low, cfg.clip_high, cfg.dual_clip
-        )
-        if cfg.is_correction:
-            weights, ratio = truncated_is_weights(old, mb.behaviour_logp, cfg.is_cap)
-            pg_mat = pg_mat * weights
-            with torch.no_grad():  # masked sums, no host sync per micro-batch
-                known = ~torch.isnan(ratio) & (mask > 0)
-                seen = torch.where(known, ratio, torch.zeros_like(ratio))
-                sums[_IS] += seen.sum()
-                sums[_IS_TOK] += known.sum()
-                sums[_IS_CLIP] += (seen > cfg.is_cap).sum()
-                rank = self.backend.rank
-                self._is_max[rank] = torch.maximum(self._is_max[rank], seen.max().double())
-        pg = agg(pg_mat)
-        loss = pg
-        if mini.ref_logp is not None:
-            kl = agg(kl_penalty(logp, mini.ref_logp[k], cfg.kl_estimator))
-            loss = loss + cfg.kl_coef * kl
-            sums[_KL] += kl.detach()
-        if cfg.entropy_coef > 0 and entropy is not None:
-            loss = loss - cfg.entropy_coef * agg(entropy)
-        with torch.no_grad():
-            sums[_LOSS] += loss.detach()
-            sums[_PG] += pg.detach()
-            sums[_CLIP] += (clipped * mask).sum()
-            sums[_AKL] += (policy_drift_kl(old, logp) * mask).sum()
-            sums[_TOK] += mask.sum()
-            if entropy_metric and entropy is not None:
-                sums[_ENT] += (entropy.detach() * mask).sum()
-                sums[_ENT_TOK] += mask.sum()
-        if not torch.isfinite(loss):
-            sums[_NONFINITE] += 1
-            # Make the gradient NaN too, so the backend's finiteness check (DeepSpeed's
-            # overflow check included) skips the update on every rank.
-            loss = loss * float("nan")
-        return loss
 
     # -- export ----------------------------------------------------------------------------
 

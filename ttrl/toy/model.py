@@ -39,5 +39,5 @@ def qwen2_config(arch: ToyArch, tokenizer: PreTrainedTokenizerFast) -> Qwen2Conf
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="float32",
+        dtype="float32",
     )

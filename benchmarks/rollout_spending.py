@@ -32,7 +32,7 @@ from statistics import mean
 from sqlalchemy import Engine, func, select
 
 from ttrl.config import load_settings
-from ttrl.daemon.demo import DEMO_PASSES, EVAL_SAMPLES, demo_queue, set_threads
+from ttrl.demo import DEMO_PASSES, EVAL_SAMPLES, demo_queue, set_threads
 from ttrl.daemon.service import Service
 from ttrl.db import make_engine, transaction
 from ttrl.db.models import Problem, Vote
@@ -70,7 +70,7 @@ def run_arm(arm: str, seed: int, budget: int, n_problems: int, passes: int, out:
 
     engine = load_engine(cfg.engine)
     if service.version:
-        newest = Path(cfg.daemon.checkpoint_dir) / f"v{service.version:06d}"
+        newest = service.checkpoints.path(service.version)
         engine.load_checkpoint(newest, service.version)
     labelled = [LabelledProblem(p.prompt, str(p.answer)) for p in problems]
     sampling = replace(cfg.engine.sampling, seed=seed)

@@ -70,7 +70,7 @@ def ttrl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[s
     from sqlalchemy import text
 
     from ttrl.config import load_settings
-    from ttrl.daemon.demo import run_demo, set_threads
+    from ttrl.demo import run_demo, set_threads
     from ttrl.db import make_engine, transaction
 
     threads = set_threads()
@@ -118,7 +118,7 @@ def trl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[st
 
     from ttrl.answers import equivalent, extract, vote
     from ttrl.config import load_settings
-    from ttrl.daemon.service import rl_config
+    from ttrl.daemon.startup import rl_config
     from ttrl.engines import load_engine
     from ttrl.lm.load import load_tokenizer
     from ttrl.lm.paths import resolve_model_path

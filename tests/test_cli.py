@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from ttrl.daemon import store
+from ttrl.daemon import model_versions
+from ttrl.daemon.model_versions import VersionColumns
 from ttrl.db import make_engine, migrate, transaction
 from ttrl.db.models import Problem
 
@@ -202,7 +203,9 @@ def test_status_into_a_pipe_is_not_squeezed_into_80_columns(fresh_sqlite_url: st
     assert ttrl("db", "upgrade", db=fresh_sqlite_url).returncode == 0
     engine = make_engine(fresh_sqlite_url)
     with transaction(engine) as conn:
-        store.add_version(conn, 1, 0, "/v1", {"train_s": 75.123, "swap_s": 0.25}, "active")
+        model_versions.add_version(
+            conn, 1, 0, "/v1", VersionColumns(train_s=75.123, swap_s=0.25), status="active"
+        )
     engine.dispose()
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     r = subprocess.run(

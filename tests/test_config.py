@@ -137,7 +137,7 @@ def test_the_trainer_follows_the_engine_sampling_and_refuses_a_contradiction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """rl.temperature and rl.max_completion_tokens used to be overwritten silently."""
-    from ttrl.daemon.service import rl_config
+    from ttrl.daemon.startup import rl_config
 
     f = tmp_path / "mine.yaml"
     f.write_text("engine:\n  sampling:\n    temperature: 0.8\n    max_new_tokens: 96\n")

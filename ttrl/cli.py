@@ -197,13 +197,10 @@ def serve(
             raise fail(f"--role {role!r}: use all, rollout or learner", EXIT_CONFIG)
         cfg = cfg.model_copy(update={"daemon": cfg.daemon.model_copy(update={"role": role})})
     from ttrl.daemon import ranks
+    from ttrl.daemon.checkpoints import MissingCheckpoint
     from ttrl.daemon.health import setup_logging
-    from ttrl.daemon.service import (
-        LineageMismatch,
-        MissingCheckpoint,
-        Service,
-        build_trainer,
-    )
+    from ttrl.daemon.service import Service
+    from ttrl.daemon.startup import LineageMismatch, build_trainer
     from ttrl.engines import EngineUnavailable
     from ttrl.lm.files import ModelFilesError
 

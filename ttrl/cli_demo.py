@@ -53,9 +53,9 @@ def demo_command(
     import json
     import tempfile
 
-    from ttrl.daemon.demo import EVAL_SAMPLES, run_demo, set_threads
     from ttrl.daemon.health import setup_logging
     from ttrl.dashboards.plot import missing_plot_module, plot_history, version_history
+    from ttrl.demo import EVAL_SAMPLES, run_demo, set_threads
 
     setup_logging()
     cfg = settings(config, None)

@@ -36,7 +36,7 @@ from toy_queue import enqueue_toy
 
 from ttrl.crashpoints import ENV as CRASH_ENV
 from ttrl.crashpoints import POINTS
-from ttrl.daemon import store
+from ttrl.daemon import model_versions
 from ttrl.db import make_engine, migrate, transaction
 from ttrl.db.models import GuardDecision, ModelVersion, Problem, Rollout, Vote
 
@@ -211,7 +211,9 @@ def check(chaos: Chaos, db_url: str, workdir: Path) -> None:
         )
         versions = conn.execute(select(ModelVersion.__table__).order_by(ModelVersion.version)).all()
         serving = max((v.version for v in versions if v.status == "active"), default=0)
-        rollback_target = store.best_version(conn, below=serving + 1)  # its checkpoint is kept
+        rollback_target = model_versions.best_version(
+            conn, below=serving + 1
+        )  # its checkpoint is kept
         probed = set(conn.execute(select(GuardDecision.version).distinct()).scalars())
     db.dispose()
 

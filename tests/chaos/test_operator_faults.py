@@ -16,12 +16,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from daemon_parts import answerer
 from sqlalchemy import Engine, select
 
 from ttrl.config import load_settings
 from ttrl.daemon import metrics as m
-from ttrl.daemon import store
-from ttrl.daemon.service import EXIT_ENGINE_FAILURE, LineageMismatch, Service
+from ttrl.daemon import model_versions, records, startup, votes
+from ttrl.daemon.answering import Answerer
+from ttrl.daemon.breaker import EXIT_ENGINE_FAILURE
+from ttrl.daemon.model_versions import VersionColumns
+from ttrl.daemon.service import Service
+from ttrl.daemon.startup import LineageMismatch
 from ttrl.db import make_engine, queue, transaction
 from ttrl.db.models import Lineage, ModelVersion, Problem, Rollout, Vote, Worker
 from ttrl.db.queue import NewProblem
@@ -129,9 +134,9 @@ def run_with(db_url: str, engine: BrokenEngine, **overrides) -> tuple[Service, i
     svc = Service(cfg)
 
     def load() -> None:
-        svc.engine = engine  # type: ignore[assignment]
+        svc.answerer = Answerer(cfg, svc.db, svc.worker_id, engine, svc.outages, svc.progress)
 
-    svc._load_models = load  # type: ignore[method-assign]
+    svc.load_models = load  # type: ignore[method-assign]
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     timer = None
     try:
@@ -211,13 +216,12 @@ def test_a_bad_prompt_still_fails_alone(engine: Engine) -> None:
     enqueue(engine, 3)
     with transaction(engine) as conn:
         queue.enqueue(conn, [NewProblem("BAD prompt", external_id="bad")])
-    svc = Service(load_settings(db_url=url))
-    svc.engine = BrokenEngine(RuntimeError("boom"), bad_only="BAD")  # type: ignore[assignment]
+    svc = answerer(url, BrokenEngine(RuntimeError("boom"), bad_only="BAD"))
     with transaction(engine) as conn:
         claimed = queue.claim(conn, 4, svc.worker_id, 60)
     svc.in_flight = [c.id for c in claimed]
     requeued = m.REGISTRY.get_sample_value("ttrl_problem_failures_total", {"outcome": "requeued"})
-    sampled = svc._generate(claimed)
+    sampled = svc.generate(claimed)
     assert len(sampled) == 3
     after = m.REGISTRY.get_sample_value("ttrl_problem_failures_total", {"outcome": "requeued"})
     assert (after or 0) - (requeued or 0) == 1  # /metrics counts the failure
@@ -225,12 +229,12 @@ def test_a_bad_prompt_still_fails_alone(engine: Engine) -> None:
     assert bad.status == "queued" and bad.attempts == 1 and "boom" in bad.last_error
 
     too_long = ValueError("prompts[0] has 900 tokens; shorten the prompt")
-    svc.engine = BrokenEngine(too_long, bad_only="long")  # type: ignore[assignment]
+    svc.engine = BrokenEngine(too_long, bad_only="long")
     with transaction(engine) as conn:
         queue.enqueue(conn, [NewProblem(f"long {i}", priority=1) for i in range(12)])
         claimed = queue.claim(conn, 12, svc.worker_id, 60)
     svc.in_flight = [c.id for c in claimed]
-    assert svc._generate(claimed) == []  # no EngineFailure: each failed alone
+    assert svc.generate(claimed) == []  # no EngineFailure: each failed alone
     assert svc.in_flight == []
     assert all(r.attempts == 1 for r in problems(engine) if r.prompt.startswith("long"))
     svc.db.dispose()
@@ -330,6 +334,10 @@ def lineage_service(db_url: str, model: Path, **daemon) -> Service:
     )
 
 
+def check_lineage(svc: Service, base: Path) -> int:
+    return startup.check_lineage(svc.db, svc.cfg, base)
+
+
 def test_a_changed_base_model_is_refused_or_starts_a_new_lineage(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -337,15 +345,15 @@ def test_a_changed_base_model_is_refused_or_starts_a_new_lineage(
     first, other = tiny_copy(tmp_path / "a"), tiny_copy(tmp_path / "b")
     nudge(other)
     svc = lineage_service(url, first)
-    svc._check_lineage(first)  # the first start records the lineage
-    svc._check_lineage(first)  # the same files again: fine
+    check_lineage(svc, first)  # the first start records the lineage
+    check_lineage(svc, first)  # the same files again: fine
     enqueue(engine, 1)
     with transaction(engine) as conn:  # versions 1, 2 of it, 2 active, a rollout untrained
-        store.add_version(conn, 1, 0, str(first), {}, "active")
-        store.add_version(conn, 2, 1, str(first), {}, "active")
-        store.record_vote(
+        model_versions.add_version(conn, 1, 0, str(first), VersionColumns(), status="active")
+        model_versions.add_version(conn, 2, 1, str(first), VersionColumns(), status="active")
+        votes.record_vote(
             conn,
-            store.VoteRecord(
+            records.VoteRecord(
                 1,
                 0,
                 2,
@@ -355,7 +363,7 @@ def test_a_changed_base_model_is_refused_or_starts_a_new_lineage(
                 1,
                 False,
                 None,
-                [store.RolloutRecord("so 1", [1], [2], "stop", "1", "1", 1.0)],
+                [records.RolloutRecord("so 1", [1], [2], "stop", "1", "1", 1.0)],
             ),
             "w",
         )
@@ -363,27 +371,27 @@ def test_a_changed_base_model_is_refused_or_starts_a_new_lineage(
 
     changed = lineage_service(url, other)
     with pytest.raises(LineageMismatch) as refused:
-        changed._check_lineage(other)
+        check_lineage(changed, other)
     message = str(refused.value)
     assert str(first) in message and str(other) in message
     assert "daemon.new_lineage: true" in message and "TTRL_DAEMON__NEW_LINEAGE" in message
     rollout = lineage_service(url, other, new_lineage=True, role="rollout")
     with pytest.raises(LineageMismatch, match="a rollout worker never starts one"):
-        rollout._check_lineage(other)
+        check_lineage(rollout, other)
 
     told = lineage_service(url, other, new_lineage=True)
-    told._check_lineage(other)
-    assert told.lineage_first == 3
+    first_version = check_lineage(told, other)
+    assert first_version == 3
     with transaction(engine, write=False) as conn:
-        assert store.newest_active_version(conn) is None  # the new base serves, not v2
+        assert model_versions.newest_active_version(conn) is None  # the new base serves, not v2
         assert conn.execute(select(Rollout.trained_in_version)).scalar_one() == 2  # consumed
         assert len(conn.execute(select(Lineage.__table__)).all()) == 2
-        assert store.best_version(conn, below=10, since=told.lineage_first) is None
+        assert model_versions.best_version(conn, below=10, since=first_version) is None
         assert {v.status for v in conn.execute(select(ModelVersion.__table__))} == {"retired"}
         assert conn.execute(select(Vote.id)).all()  # votes and answers stay
     # The old model is now the stranger.
     with pytest.raises(LineageMismatch):
-        lineage_service(url, first)._check_lineage(first)
+        check_lineage(lineage_service(url, first), first)
     for s in (changed, rollout, told):
         s.db.dispose()
 
@@ -392,13 +400,13 @@ def test_the_configured_model_is_checked_even_when_resuming(engine: Engine, tmp_
     url = engine.url.render_as_string(hide_password=False)
     good = tiny_copy(tmp_path / "v1")
     with transaction(engine) as conn:
-        store.add_version(conn, 1, 0, str(good), {}, "active")
+        model_versions.add_version(conn, 1, 0, str(good), VersionColumns(), status="active")
     broken = tiny_copy(tmp_path / "base")
     file = broken / "model.safetensors"
     os.truncate(file, file.stat().st_size // 2)
     svc = lineage_service(url, broken)
     with pytest.raises(ModelFilesError, match="corrupt or truncated"):
-        svc._load_models()
+        svc.load_models()
     svc.db.dispose()
 
 
@@ -408,7 +416,7 @@ def test_serve_with_another_model_exits_78(db_url: str, tmp_path: Path) -> None:
     assert subprocess.run([TTRL, "db", "upgrade"], env=env, capture_output=True).returncode == 0
     db = make_engine(db_url)
     with transaction(db) as conn:
-        store.start_lineage(conn, "builtin:tiny", "/elsewhere", "0" * 64)
+        model_versions.start_lineage(conn, "builtin:tiny", "/elsewhere", "0" * 64)
     r = serve(tmp_path, db_url, {"daemon": {"updates": False}})
     assert r.returncode == 78, r.stderr[-3000:]
     assert "is not the base model this database's versions descend from" in r.stderr

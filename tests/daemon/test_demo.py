@@ -121,7 +121,7 @@ def test_demo_keeps_and_prints_its_work_dir_and_sets_threads(tmp_path: Path) -> 
 
 
 def test_host_threads_leave_room_on_a_small_or_busy_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ttrl.daemon import demo as d
+    from ttrl import demo as d
 
     cases = {(2, 0.0): 2, (2, 1.7): 1, (2, 0.9): 1, (8, 0.2): 4, (8, 6.5): 2, (16, 14.6): 1}
     cases |= {(1, 0.0): 1, (4, 9.0): 1}

@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from daemon_parts import answerer
 from sqlalchemy import Engine, select
 
 from ttrl.config import load_settings
-from ttrl.daemon.service import Service
 from ttrl.db import queue, transaction
 from ttrl.db.models import Problem
 from ttrl.db.queue import NewProblem
@@ -25,8 +25,7 @@ def tiny_engine():
 
 
 def claimed_service(engine: Engine, db_url: str, tiny_engine, lease_s: float):
-    svc = Service(load_settings(db_url=db_url))
-    svc.engine = tiny_engine
+    svc = answerer(db_url, tiny_engine)
     with transaction(engine) as conn:
         queue.enqueue(conn, [NewProblem(TOO_LONG), NewProblem("What is 2 + 3?")])
         claimed = queue.claim(conn, 2, svc.worker_id, lease_s)
@@ -41,7 +40,7 @@ def problem(engine: Engine, problem_id: int):
 
 def test_the_bad_prompt_fails_alone(engine: Engine, db_url: str, tiny_engine) -> None:
     svc, claimed = claimed_service(engine, db_url, tiny_engine, lease_s=60)
-    sampled = svc._generate(claimed)
+    sampled = svc.generate(claimed)
     bad, good = claimed
     assert [c.id for c, _ in sampled] == [good.id]
     assert svc.in_flight == [good.id]
@@ -61,7 +60,7 @@ def test_a_lost_lease_leaves_the_failure_to_the_new_owner(
         taken = queue.claim(conn, 2, "rescuer", 60)
     assert len(taken) == 2
 
-    sampled = svc._generate(claimed)  # raised LeaseLost out of the service before the fix
+    sampled = svc.generate(claimed)  # raised LeaseLost out of the service before the fix
 
     assert [c.id for c, _ in sampled] == [claimed[1].id]
     assert svc.in_flight == [claimed[1].id]  # its vote will be dropped at the write

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from daemon_parts import answerer
 from sqlalchemy import Engine, insert, select
 
-from ttrl.config import load_settings
-from ttrl.daemon import store
 from ttrl.config.daemon import PassesConfig
+from ttrl.daemon import votes as vote_store
+from ttrl.daemon.answering import Answerer
 from ttrl.daemon.passes import KEEP, PassDecision, PassVote, decide, is_stable
-from ttrl.daemon.service import Service
 from ttrl.daemon.voting import tally
 from ttrl.db import queue, transaction, utcnow
 from ttrl.db.models import Problem, Vote
@@ -113,15 +113,15 @@ def test_recent_votes_reads_the_newest_passes_of_each_problem(engine: Engine) ->
                 for p, i, k, share in rows
             ],
         )
-        history = store.recent_votes(conn, [a, b], 2)
-        assert store.recent_votes(conn, [a], 0) == {}
+        history = vote_store.recent_votes(conn, [a, b], 2)
+        assert vote_store.recent_votes(conn, [a], 0) == {}
     assert history == {
         a: [PassVote("k2", 0.2), PassVote("k3", 0.3)],
         b: [PassVote(None, 0.5)],
     }
 
 
-def _pass(svc: Service, engine: Engine, answers: list[str]) -> list[bool]:
+def _pass(svc: Answerer, engine: Engine, answers: list[str]) -> list[bool]:
     """Claim every queued problem, give each completions with ``answers``, write the votes
     through the daemon's own path; returns whether each write settled its problem."""
     with transaction(engine) as conn:
@@ -132,17 +132,15 @@ def _pass(svc: Service, engine: Engine, answers: list[str]) -> list[bool]:
     ]
     tallies = [tally(samples) for _, samples in sampled]
     with transaction(engine) as conn:
-        return [settled for _, settled in svc._write_votes(conn, sampled, tallies)]
+        return [settled for _, settled in svc.write_votes(conn, sampled, tallies)]
 
 
 def test_the_daemon_settles_with_the_history_it_stored(engine: Engine) -> None:
-    """The wiring in Service._write_votes: the pass just voted counts (+1), the history
+    """The wiring in Answerer.write_votes: the pass just voted counts (+1), the history
     read back has settle_after - 1 earlier passes, and fixed_passes problems and canaries
     keep their passes."""
     url = engine.url.render_as_string(hide_password=False)
-    svc = Service(
-        load_settings(db_url=url, daemon={"passes": {"policy": "adaptive", "settle_after": 3}})
-    )
+    svc = answerer(url, None, daemon={"passes": {"policy": "adaptive", "settle_after": 3}})
     with transaction(engine) as conn:
         queue.enqueue(
             conn,

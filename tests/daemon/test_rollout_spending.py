@@ -134,7 +134,7 @@ def test_the_buffer_keeps_nothing_of_a_rolled_back_update(
         },
     )
     svc = Service(settings)
-    svc._load_models()
+    svc.load_models()
     try:
         for _ in range(40):
             svc.step()
@@ -143,15 +143,15 @@ def test_the_buffer_keeps_nothing_of_a_rolled_back_update(
             if first is not None:
                 break
     finally:
-        svc.voter.shutdown()
+        svc.answerer.voter.shutdown()
         svc.db.dispose()
     assert first is not None, "no update trained in 40 rounds"
     assert first.status == ("rolled_back" if rolled_back else "active")
     assert first.metrics["replayed_groups"] == 0  # the buffer was empty
-    assert svc.replay is not None
+    assert svc.learner.replay is not None
     # n_groups counts the groups trained with spread; the buffer judges whole groups, which
     # are the trained ones here (6 votes, under rl.train_samples: nothing down-sampled).
-    assert len(svc.replay) == (0 if rolled_back else first.n_groups)
+    assert len(svc.learner.replay) == (0 if rolled_back else first.n_groups)
     if not rolled_back:
         assert first.n_groups > 0
     db.dispose()

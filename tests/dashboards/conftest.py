@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import Engine, text, update
 from sqlalchemy.engine import make_url
 
-from ttrl.daemon import store
+from ttrl.daemon import model_versions, records, votes, workers
+from ttrl.daemon.model_versions import VersionColumns
 from ttrl.daemon.voting import vote_record
 from ttrl.db import make_engine, migrate, queue, transaction
 from ttrl.db.models import ModelVersion, Problem, Vote, Worker
@@ -54,7 +55,7 @@ def _record(
     answers: list[str | None],
     reference: str | None,
     rng: random.Random,
-) -> store.VoteRecord:
+) -> records.VoteRecord:
     """The daemon's own vote record of completions whose final answers are ``answers``."""
     samples = [
         Completion(
@@ -72,12 +73,12 @@ def _record(
 def _vote_round(engine: Engine, version: int, rng: random.Random, worker: str) -> None:
     with transaction(engine) as conn:
         claimed = queue.claim(conn, 1000, worker, lease_s=600)
-        refs = store.reference_answers(conn, [c.id for c in claimed])
+        refs = votes.reference_answers(conn, [c.id for c in claimed])
     truth = {c.id: (c.meta or {})["truth"] for c in claimed}
     for c in claimed:
         record = _record(c.id, c.passes_done, version, _answers(rng, truth[c.id]), refs[c.id], rng)
         with transaction(engine) as conn:
-            store.record_vote(conn, record, worker)
+            votes.record_vote(conn, record, worker)
             # p1 is settled by the pass policy at its second pass (one of three unspent).
             settle = c.external_id == "p1" and c.passes_done == 1
             queue.complete_pass(
@@ -108,26 +109,28 @@ def seed_history(engine: Engine, seed: int = 7) -> History:
         )
     with transaction(engine) as conn:
         queue.enqueue(conn, problems)
-        store.register_worker(conn, "w-live", "host-a", 101, "all")
-        store.register_worker(conn, "w-dead", "host-b", 202, "all")
+        workers.register_worker(conn, "w-live", "host-a", 101, "all")
+        workers.register_worker(conn, "w-dead", "host-b", 202, "all")
 
     for version in (0, 1, 2):
         if version:
             with transaction(engine) as conn:
-                store.add_version(
+                figures = {
+                    "loss": 0.5 / version,
+                    "kl": 0.01 * version,
+                    "mean_reward": 0.6,
+                    "n_groups": 10 + version,
+                    "n_tokens": 1000 * version,
+                    "train_s": 2.5 * version,
+                    "swap_s": 0.25 * version,
+                }
+                model_versions.add_version(
                     conn,
                     version,
                     version - 1,
                     f"/ckpt/v{version}",
-                    {
-                        "loss": 0.5 / version,
-                        "kl": 0.01 * version,
-                        "mean_reward": 0.6,
-                        "n_groups": 10 + version,
-                        "n_tokens": 1000 * version,
-                        "train_s": 2.5 * version,
-                        "swap_s": 0.25 * version,
-                    },
+                    VersionColumns(**figures),
+                    figures,
                 )
         _vote_round(engine, version, rng, "w-live")
     _vote_round(engine, 2, rng, "w-live")  # the 4-pass problems: version 2 votes twice

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 
 from loguru import logger
 
@@ -25,6 +26,20 @@ def setup_logging(level: str = "INFO") -> None:
             level=level,
             format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}",
         )
+
+
+class Progress:
+    """When the main loop last made progress (monotonic seconds): systemd's watchdog is fed
+    only while it is recent, so a hung loop gets restarted."""
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+
+    def touch(self) -> None:
+        self.at = time.monotonic()
+
+    def stalled_s(self) -> float:
+        return time.monotonic() - self.at
 
 
 def watchdog_interval() -> float | None:

@@ -1,4 +1,5 @@
-"""How rollout workers learn that the learner published (or rolled back) a model version.
+"""How rollout workers learn that the learner published (or rolled back) a model version,
+and follow it.
 
 The learner commits the version row and, on PostgreSQL, ``NOTIFY ttrl_versions`` in the
 same transaction (delivered at commit, so a listener never sees a version before its
@@ -11,11 +12,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from loguru import logger
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 
+from ttrl.daemon import model_versions
+from ttrl.daemon.serving import Serving
+from ttrl.db import transaction
 from ttrl.db.config import DatabaseConfig
 from ttrl.db.connection import is_postgres, pg_connect_args
 
@@ -71,3 +77,43 @@ class VersionWatch:
             except psycopg.Error as exc:
                 logger.warning("LISTEN {} lost ({}); polling until it is back", CHANNEL, exc)
                 self.stopped.wait(self.poll_s)
+
+
+class Follower:
+    """A rollout worker serves the learner's active version: newer, or older after a
+    rollback. Files not readable yet (a lagging shared filesystem) are retried later."""
+
+    def __init__(
+        self,
+        db: Engine,
+        watch: VersionWatch,
+        serving: Serving,
+        base: Path,
+        changed: Callable[[], None],
+    ) -> None:
+        self.db = db
+        self.watch = watch
+        self.serving = serving
+        self.base = base
+        self.changed = changed  # told after a new version serves
+
+    def follow(self) -> None:
+        """Load the active version when the watch says to check and it changed."""
+        if not self.watch.due():
+            return
+        engine = self.serving.engine
+        assert engine is not None
+        with transaction(self.db, write=False) as conn:
+            newest = model_versions.newest_active_version(conn)
+        version, path = newest if newest else (0, None)
+        if version == self.serving.version:
+            return
+        model_dir = Path(path) if path else self.base
+        try:
+            # load_checkpoint checks every tensor (names, shapes, NaN/inf) before serving it.
+            engine.load_checkpoint(model_dir, version)
+        except (OSError, ValueError, RuntimeError) as exc:
+            logger.warning("cannot load version {} from {} yet ({}); retrying", version, path, exc)
+            return
+        self.serving.now(version)
+        self.changed()

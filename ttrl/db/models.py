@@ -238,3 +238,8 @@ class Lineage(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))  # ttrl.engines.model_files.fingerprint
     first_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # The collapse guard's probe ([prompt, reference] pairs) and its baseline stats
+    # (ttrl.daemon.guard.ProbeStats), measured once with the version named (0: the base).
+    guard_probe: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    guard_baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    guard_baseline_version: Mapped[int | None] = mapped_column(Integer)

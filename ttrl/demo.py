@@ -66,7 +66,7 @@ def run_demo(
 
     answers = answer_accuracy(cfg.db_url)
     if service.version:
-        newest = Path(cfg.daemon.checkpoint_dir) / f"v{service.version:06d}"
+        newest = service.checkpoints.path(service.version)
         engine.load_checkpoint(newest, service.version)
     logger.info("evaluating version {} on the same problems", service.version)
     after = evaluate(engine, labelled, EVAL_SAMPLES, sampling, f"version {service.version}")

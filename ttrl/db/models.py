@@ -235,7 +235,7 @@ class Lineage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(Text)  # engine.model as configured
     path: Mapped[str] = mapped_column(Text)  # the directory it resolved to
-    fingerprint: Mapped[str] = mapped_column(String(64))  # ttrl.engines.model_files.fingerprint
+    fingerprint: Mapped[str] = mapped_column(String(64))  # ttrl.lm.files.fingerprint
     first_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     # The collapse guard's probe ([prompt, reference] pairs) and its baseline stats

@@ -58,7 +58,7 @@ def import_vllm() -> Any:
     if Version(vllm.__version__).release[:2] < MIN_VLLM:
         logger.warning(
             f"vllm {vllm.__version__} installed; ttrl's adapter needs "
-            f"{'.'.join(map(str, MIN_VLLM))} or newer (see ttrl/engines/vllm.py)"
+            f"{'.'.join(map(str, MIN_VLLM))} or newer (see ttrl/engines/vllm_setup.py)"
         )
     return vllm
 

@@ -32,10 +32,10 @@ from statistics import mean
 from sqlalchemy import Engine, func, select
 
 from ttrl.config import load_settings
-from ttrl.demo import DEMO_PASSES, EVAL_SAMPLES, demo_queue, set_threads
 from ttrl.daemon.service import Service
 from ttrl.db import make_engine, transaction
 from ttrl.db.models import Problem, Vote
+from ttrl.demo import DEMO_PASSES, EVAL_SAMPLES, demo_queue, set_threads
 from ttrl.engines import load_engine
 from ttrl.toy.evaluate import LabelledProblem, evaluate
 

@@ -70,8 +70,8 @@ def ttrl_side(seed: int, minutes: float, problems: int, workdir: Path) -> dict[s
     from sqlalchemy import text
 
     from ttrl.config import load_settings
-    from ttrl.demo import run_demo, set_threads
     from ttrl.db import make_engine, transaction
+    from ttrl.demo import run_demo, set_threads
 
     threads = set_threads()
     result = run_demo(load_settings(), seed, minutes, problems, workdir)

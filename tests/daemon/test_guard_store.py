@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import Engine, select
 
 from ttrl.daemon import guarding, model_versions, records, votes
-from ttrl.daemon.model_versions import VersionColumns
 from ttrl.daemon.guard import Decision
+from ttrl.daemon.model_versions import VersionColumns
 from ttrl.db import queue, transaction
 from ttrl.db.models import ModelVersion, Rollout
 from ttrl.db.queue import NewProblem

@@ -275,3 +275,11 @@ def test_a_misspelt_ttrl_variable_stops_every_command(fresh_sqlite_url: str) -> 
     assert "did you mean TTRL_DAEMON__VOTES?" in r.stderr and "Traceback" not in r.stderr
     r = ttrl("status", db=fresh_sqlite_url, env=typo)
     assert r.returncode == 2 and "TTRL_DEAMON__VOTES" in r.stderr
+
+
+def test_an_error_message_prints_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """Brackets in a message are not rich markup: the extra's name survives."""
+    from ttrl.cli_support import fail
+
+    fail("matplotlib is missing: pip install 'ttrl[plot]'")
+    assert "pip install 'ttrl[plot]'" in capsys.readouterr().err

@@ -66,6 +66,7 @@ def demo_command(
             f"{no_plot} is missing: the demo runs and prints its tables, without the plot "
             "(pip install 'ttrl[plot]' for it)",
             highlight=False,
+            markup=False,
         )
     set_threads(threads)
     # The work dir is kept: the follow-up commands (status, eval, plot) read it.

@@ -7,13 +7,13 @@ import io
 import pytest
 
 from ttrl.config import IntakeConfig
-from ttrl.intake import guess_format, parse
+from ttrl.intake import Format, Parsed, guess_format, parse
 
 CFG = IntakeConfig(max_prompt_chars=50, max_line_bytes=400)
 
 
-def run(data: bytes, fmt: str = "jsonl"):
-    return parse(io.BytesIO(data), fmt, CFG)  # type: ignore[arg-type]
+def run(data: bytes, fmt: Format = "jsonl") -> Parsed:
+    return parse(io.BytesIO(data), fmt, CFG)
 
 
 def test_jsonl_all_fields() -> None:
@@ -101,7 +101,7 @@ def test_csv_with_multiline_fields_and_bad_rows() -> None:
     ("data", "fmt"),
     [(b'\xef\xbb\xbf{"prompt": "p"}\n', "jsonl"), (b"\xef\xbb\xbfprompt,id\np,1\n", "csv")],
 )
-def test_a_utf8_byte_order_mark_is_ignored(data: bytes, fmt: str) -> None:
+def test_a_utf8_byte_order_mark_is_ignored(data: bytes, fmt: Format) -> None:
     assert guess_format("-", data[:64]) == fmt
     parsed = run(data, fmt)
     assert parsed.errors == [] and [p.prompt for p in parsed.problems] == ["p"]

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from ttrl.answers import (
-    AnswersConfig,
     canonical,
     configure,
     equivalent,
@@ -19,7 +18,6 @@ from ttrl.answers import (
     get_config,
     metrics,
     vote,
-    warm_up,
 )
 
 TABLE = runpy.run_path(str(Path(__file__).with_name("completions.py")))
@@ -31,16 +29,7 @@ SAME = TABLE["SAME"]
 ALL_VOTES = {**VOTES, "symbolic": SYMBOLIC_VOTE}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def patient_pool():
-    """The daemon's default 1 s bound, with room for a loaded CI machine: these tests are
-    about what the answers are, not about the bound (tests/answers/test_bounded.py)."""
-    previous = get_config()
-    configure(AnswersConfig(timeout_s=5.0))
-    warm_up()
-    yield
-    configure(previous)
-    warm_up()
+pytestmark = pytest.mark.usefixtures("patient_pool")
 
 
 @pytest.mark.parametrize(("style", "text", "expected"), EXTRACT, ids=[r[0] for r in EXTRACT])

@@ -7,22 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ttrl.answers import AnswersConfig, configure, get_config, warm_up
-
 BENCH = Path(__file__).parents[2] / "benchmarks" / "math_verify_agreement.py"
 AGREEMENT = runpy.run_path(str(BENCH))
 CASES = json.loads((BENCH.parent / "math_verify_cases.json").read_text())["cases"]
 DEFAULT = [c for c in CASES if AGREEMENT["is_default"](c)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def patient_pool():
-    previous = get_config()
-    configure(AnswersConfig(timeout_s=5.0))
-    warm_up()
-    yield
-    configure(previous)
-    warm_up()
+pytestmark = pytest.mark.usefixtures("patient_pool")
 
 
 def test_agreement_and_no_false_merges():

@@ -8,14 +8,15 @@ import math
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from serving import PLAIN_RL, TTRL, serve_until
 from sqlalchemy import select
 
-from ttrl.daemon import guard
 from ttrl.config.daemon import GuardConfig
+from ttrl.daemon import guard
 from ttrl.db import make_engine, transaction
 from ttrl.db.models import GuardDecision, ModelVersion, Problem
 from ttrl.engines.base import Completion
@@ -49,7 +50,7 @@ BASE = guard.ProbeStats(
 )
 
 
-def tripped(stats: guard.ProbeStats, kl: float | None = None, **cfg: object) -> set[str]:
+def tripped(stats: guard.ProbeStats, kl: float | None = None, **cfg: Any) -> set[str]:
     decisions = guard.check(stats, BASE, 0.85, kl, GuardConfig(max_kl=0.5, **cfg))
     return {d.signal for d in decisions if d.tripped}
 

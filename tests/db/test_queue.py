@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 
 from ttrl.db import queue, transaction, utcnow
 from ttrl.db.models import Problem
@@ -18,7 +19,7 @@ def add(engine: Engine, *problems: NewProblem) -> list[int]:
         return list(conn.execute(select(Problem.id).order_by(Problem.id)).scalars())
 
 
-def row(engine: Engine, pid: int) -> Problem:
+def row(engine: Engine, pid: int) -> Row[Any]:
     with transaction(engine, write=False) as conn:
         return conn.execute(select(Problem.__table__).where(Problem.id == pid)).one()
 

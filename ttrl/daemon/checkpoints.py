@@ -2,8 +2,8 @@
 
 This module owns the layout, the resume point, the clean-up a crash needs and the pruning
 of old versions. The files of one version are written atomically by
-:func:`ttrl.rl.checkpoint.save_checkpoint` (a ``.v000042.tmp-*`` directory renamed into
-place): a directory named like a version is complete."""
+:func:`ttrl.rl.checkpoint.save_checkpoint` (a temporary directory renamed into place): a
+directory named like a version is complete."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ class Checkpoints:
     def remove_partial(self) -> None:
         """Remove the temporary directories of writes a crash left unfinished (only the
         writer may: a rollout worker would delete a write in progress)."""
-        for partial in self.root.glob(".v*.tmp-*"):
+        from ttrl.rl.checkpoint import partial_checkpoints  # torch: only where it trains
+
+        for partial in partial_checkpoints(self.root):
             logger.warning("removing {}: a checkpoint a crash left unfinished", partial)
             shutil.rmtree(partial, ignore_errors=True)
 

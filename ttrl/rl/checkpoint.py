@@ -12,6 +12,15 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ttrl.crashpoints import crash_point
 
+# A checkpoint being written is ``.<name>.tmp-<random>`` beside its final ``<name>``.
+PARTIAL = ".tmp-"
+
+
+def partial_checkpoints(root: Path) -> list[Path]:
+    """The unfinished writes under ``root``: what a crash during :func:`save_checkpoint`
+    leaves (only the writer may remove them: a reader would delete a write in progress)."""
+    return sorted(root.glob(f".*{PARTIAL}*"))
+
 
 def save_checkpoint(
     path: str | Path,
@@ -30,7 +39,7 @@ def save_checkpoint(
     if path.exists():
         raise FileExistsError(f"checkpoint {path} already exists; pick a new version directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{PARTIAL}", dir=path.parent))
     try:
         model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

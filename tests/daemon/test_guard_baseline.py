@@ -123,9 +123,33 @@ def test_without_a_stored_baseline_the_serving_version_is_the_baseline(
     stopped(svc)
 
 
+def test_a_baseline_measured_with_other_probe_settings_is_not_reused(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """guard.probe_samples (or the sampling) changed since the baseline was stored: it would
+    compare versions on other dice, so the serving version is measured with the new ones."""
+    settings, problems = settings_for(db_url, tmp_path)
+    with transaction(engine) as conn:
+        queue.enqueue(conn, [NewProblem(p) for p in problems])
+    stopped(started(settings))  # the base model's baseline, 4 samples a prompt
+    v1 = sharpened_copy(tmp_path / "base", tmp_path / "checkpoints" / "v000001")
+    with transaction(engine) as conn:
+        model_versions.add_version(conn, 1, 0, str(v1), VersionColumns(), status="active")
+    changed = settings.model_copy(
+        update={"guard": settings.guard.model_copy(update={"probe_samples": 3})}
+    )
+    svc = started(changed)
+    assert svc.learner.keeper.baseline == probe(changed, v1, list(reversed(problems)))
+    with transaction(engine, write=False) as conn:
+        stored = model_versions.stored_baseline(conn)
+    assert stored is not None and stored.version == 1
+    assert stored.settings["probe_samples"] == 3
+    stopped(svc)
+
+
 def test_stats_survive_json_without_nan() -> None:
-    stats = guard.ProbeStats(0.75, 1.5, 0.0, 12.0, math.nan, None)
+    stats = guard.ProbeStats(0.75, 1.5, 0.0, math.inf, math.nan, None)
     data = stats_to_json(stats)
-    assert data["nll"] is None  # PostgreSQL's JSON has no NaN
-    back = stats_from_json(data)
-    assert math.isnan(back.nll) and replace(back, nll=0.0) == replace(stats, nll=0.0)
+    assert data["nll"] is None and data["tokens"] is None  # PostgreSQL's JSON: no NaN, inf
+    back = stats_from_json(stats_to_json(replace(stats, tokens=12.0)))
+    assert math.isnan(back.nll) and replace(back, nll=0.0) == replace(stats, tokens=12.0, nll=0.0)

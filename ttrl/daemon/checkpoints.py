@@ -12,6 +12,8 @@ from pathlib import Path
 
 from loguru import logger
 
+VERSION_GLOB = "v[0-9]*"  # the directories of versions, named by Checkpoints.path
+
 
 class MissingCheckpoint(RuntimeError):
     """The active model version's files are gone; the message says what to do."""
@@ -48,7 +50,7 @@ class Checkpoints:
         writer may: a rollout worker would delete a write in progress)."""
         from ttrl.rl.checkpoint import partial_checkpoints  # torch: only where it trains
 
-        for partial in partial_checkpoints(self.root):
+        for partial in partial_checkpoints(self.root, VERSION_GLOB):
             logger.warning("removing {}: a checkpoint a crash left unfinished", partial)
             shutil.rmtree(partial, ignore_errors=True)
 
@@ -67,7 +69,7 @@ class Checkpoints:
         keep = {self.path(serving).resolve()}
         if rollback_target:
             keep.add(Path(rollback_target).resolve())
-        dirs = sorted(p for p in self.root.glob("v[0-9]*") if p.is_dir())
+        dirs = sorted(p for p in self.root.glob(VERSION_GLOB) if p.is_dir())
         for old in dirs[: -self.keep]:
             if old.resolve() not in keep:
                 shutil.rmtree(old, ignore_errors=True)

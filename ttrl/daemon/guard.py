@@ -16,8 +16,8 @@ canary batch, never trained on). From those samples it reads
 - canary pass@1 falling below the best version's.
 
 Each signal is a :class:`Decision` row; the most severe action among the tripped ones is
-the verdict (``alert`` < ``hold`` < ``rollback``). The baseline is the serving version's
-probe before the first update of this process.
+the verdict (``alert`` < ``hold`` < ``rollback``). The baseline is the base model's probe,
+measured once and stored with the lineage (:mod:`ttrl.daemon.guarding`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 from loguru import logger
@@ -52,16 +52,38 @@ def probe_prompts(
     return out
 
 
-def stats_to_json(stats: guard.ProbeStats) -> dict[str, float | None]:
-    """``stats`` as JSON can hold them (NaN, the NLL without logprobs, as null)."""
+def stats_to_json(stats: guard.ProbeStats) -> dict[str, Any]:
+    """``stats`` as JSON can hold them: a number that is not finite (the NLL without
+    logprobs is NaN) as null."""
     return {
-        k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(stats).items()
+        k: None if isinstance(v, float) and not math.isfinite(v) else v
+        for k, v in asdict(stats).items()
     }
 
 
-def stats_from_json(data: dict[str, float | None]) -> guard.ProbeStats:
-    values: dict[str, Any] = {**data, "nll": math.nan if data["nll"] is None else data["nll"]}
+def stats_from_json(data: dict[str, Any]) -> guard.ProbeStats:
+    """The stats :func:`stats_to_json` stored; KeyError when one is missing."""
+    values = {f.name: data[f.name] for f in fields(guard.ProbeStats)}
+    if values["nll"] is None:
+        values["nll"] = math.nan
     return guard.ProbeStats(**values)
+
+
+def probe_settings(cfg: Settings) -> dict[str, Any]:
+    """What decides how the probe samples: a stored baseline measured with other settings
+    is no baseline for these."""
+    g, sampling = cfg.guard, cfg.engine.sampling
+    return {
+        "probe_prompts": g.probe_prompts,
+        "probe_samples": g.probe_samples,
+        "max_canaries": g.max_canaries,
+        "canary_batches": list(g.canary_batches),
+        "seed": g.seed,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "max_new_tokens": sampling.max_new_tokens,
+    }
 
 
 class GuardKeeper:
@@ -70,6 +92,7 @@ class GuardKeeper:
     def __init__(self, cfg: Settings, db: SqlEngine, serving: Serving, outages: Outages) -> None:
         self.cfg = cfg.guard
         self.sampling = cfg.engine.sampling
+        self.settings = probe_settings(cfg)
         self.db = db
         self.serving = serving
         self.outages = outages
@@ -108,38 +131,49 @@ class GuardKeeper:
         """Before the first update: the probe and baseline stored with the lineage, if any
         were measured; canaries enqueued since join the probe; a baseline is measured when
         there is none."""
+        why = "no baseline is stored"
         if self.baseline is None and not self.probe:
-            self._resume_stored()
-        self._refresh_canaries()
+            why = self._resume_stored() or why
+        if self._refresh_canaries():
+            why = "the probe's canaries changed"
         if self.baseline is None:
-            self._measure_baseline()
+            self._measure_baseline(why)
 
-    def _resume_stored(self) -> None:
+    def _resume_stored(self) -> str | None:
         """A restarted daemon compares its versions with the baseline measured before (the
-        base model's, as a rule), not with the sharpened version it resumed."""
+        base model's, as a rule), not with the sharpened version it resumed. Returns why
+        a stored one cannot serve (None: resumed, or none stored)."""
         with transaction(self.db, write=False) as conn:
             stored = model_versions.stored_baseline(conn)
         if stored is None:
-            return
-        self.probe, self.baseline = stored.probe, stats_from_json(stored.stats)
-        self.best_canary = self.baseline.canary_pass1
+            return None
+        if stored.settings != self.settings:
+            changed = sorted(k for k in self.settings if stored.settings.get(k) != self.settings[k])
+            return f"the probe's settings changed since it was measured ({', '.join(changed)})"
+        try:
+            baseline = stats_from_json(stored.stats)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"the stored baseline is unreadable ({type(exc).__name__}: {exc})"
+        self.probe, self.baseline = stored.probe, baseline
+        self.best_canary = baseline.canary_pass1
         logger.info(
             "guard: the stored probe ({} prompts) and the baseline of version {}",
             len(self.probe),
             stored.version,
         )
+        return None
 
-    def _refresh_canaries(self) -> None:
+    def _refresh_canaries(self) -> bool:
         """Canaries enqueued since the probe was chosen join it at the next update. The
         probe changed, so the baseline (and the best canary pass@1) is measured again
-        before this update's version is compared with it."""
+        before this update's version is compared with it. Returns whether it changed."""
         if not self.probe:
-            return  # chosen (canaries included) at the first probe
+            return False  # chosen (canaries included) at the first probe
         with transaction(self.db, write=False) as conn:
             canaries = probe_prompts(conn, self.cfg.canary_batches, self.cfg.max_canaries, 0)
         known = [p for p in self.probe if p[1] is not None]
         if canaries == known:
-            return
+            return False
         logger.info(
             "guard: the probe now holds {} canaries ({} before); measuring the baseline again",
             len(canaries),
@@ -147,27 +181,27 @@ class GuardKeeper:
         )
         self.probe = canaries + [p for p in self.probe if p[1] is None]
         self.baseline = None
+        return True
 
-    def _measure_baseline(self) -> None:
+    def _measure_baseline(self, why: str) -> None:
         """Sample the probe with the serving version and store it as the baseline, once:
         the base model's at version 0. Where the serving version is later (a probe that
         changed after training began, a database from before baselines were stored) that
         version is the baseline: the base weights are never swapped into the serving
-        engine to measure it."""
+        engine to measure it. ``why`` it is measured, logged for a later version."""
         stats = self.probe_stats()
         if stats is None:
             return  # nothing to probe yet, or the probe failed: measured at the next update
         version = self.serving.version
         if version:
-            logger.warning(
-                "guard: no baseline stored for this probe; version {} is the baseline",
-                version,
-            )
+            logger.warning("guard: {}; version {} is the baseline from now on", why, version)
         self.baseline, self.best_canary = stats, stats.canary_pass1
-        probe = list(self.probe)
+        probe, settings = list(self.probe), self.settings
         self.outages.store(
             "the guard's baseline",
-            lambda c: model_versions.store_baseline(c, probe, stats_to_json(stats), version),
+            lambda c: model_versions.store_baseline(
+                c, probe, settings, stats_to_json(stats), version
+            ),
         )
 
     def check(self, stats: guard.ProbeStats, kl: float | None) -> list[guard.Decision]:

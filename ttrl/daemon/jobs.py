@@ -66,7 +66,7 @@ class Jobs:
         late = {"misfire_grace_time": None, "coalesce": True}
         add = self.scheduler.add_job
         for name, (job, seconds) in db_jobs.items():
-            add(outages.job(job), "interval", seconds=seconds, id=name, **late)
+            add(outages.job(name, job), "interval", seconds=seconds, id=name, **late)
         for name, (event, seconds) in timers.items():
             add(event.set, "interval", seconds=seconds, id=name, **late)
         if watchdog is not None:

@@ -191,11 +191,12 @@ def start_lineage(
 
 @dataclass(frozen=True)
 class StoredBaseline:
-    """The guard's probe and baseline stats of the current lineage, and the version that
-    measured them (0: the base model)."""
+    """The guard's probe and baseline stats of the current lineage, the settings they were
+    sampled with and the version that measured them (0: the base model)."""
 
     probe: list[tuple[str, str | None]]
-    stats: dict[str, float | None]
+    settings: dict[str, Any]
+    stats: dict[str, Any]
     version: int
 
 
@@ -209,25 +210,28 @@ def stored_baseline(conn: Connection) -> StoredBaseline | None:
     ).first()
     if row is None or row.guard_baseline is None:
         return None
-    probe = [(prompt, reference) for prompt, reference in row.guard_probe]
-    return StoredBaseline(probe, row.guard_baseline, row.guard_baseline_version)
+    stored = row.guard_probe or {}
+    probe = [(prompt, reference) for prompt, reference in stored.get("prompts", [])]
+    settings = stored.get("settings", {})
+    return StoredBaseline(probe, settings, row.guard_baseline, row.guard_baseline_version)
 
 
 def store_baseline(
     conn: Connection,
     probe: Sequence[tuple[str, str | None]],
-    stats: dict[str, float | None],
+    settings: dict[str, Any],
+    stats: dict[str, Any],
     version: int,
 ) -> None:
-    """Keep the guard's ``probe`` and baseline ``stats`` (JSON: no NaN) with the current
-    lineage."""
+    """Keep the guard's ``probe``, the ``settings`` it was sampled with and the baseline
+    ``stats`` (JSON: finite numbers or null) with the current lineage."""
     L = Lineage.__table__.c
     newest = select(func.max(L.id)).scalar_subquery()
     conn.execute(
         update(Lineage)
         .where(L.id == newest)
         .values(
-            guard_probe=[list(p) for p in probe],
+            guard_probe={"prompts": [list(p) for p in probe], "settings": settings},
             guard_baseline=stats,
             guard_baseline_version=version,
         )

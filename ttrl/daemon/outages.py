@@ -78,10 +78,10 @@ class Outages:
             metrics.DB_OUTAGE_SECONDS.set(0)
             self.since = None
 
-    def job(self, job: Callable[[], None]) -> Callable[[], None]:
-        """A scheduled job that needs the database skips its run during an outage, quietly:
-        the main loop reports the outage (one clear line per retry, not a traceback per
-        job)."""
+    def job(self, name: str, job: Callable[[], None]) -> Callable[[], None]:
+        """The scheduled job ``name`` that needs the database skips its run during an
+        outage, quietly: the main loop reports the outage (one clear line per retry, not a
+        traceback per job)."""
 
         def run() -> None:
             if self.since is not None:
@@ -92,10 +92,10 @@ class Outages:
                 if "statement timeout" in str(exc.orig):  # the server is up: say it
                     logger.warning(
                         "{} ran past database.statement_timeout_s and was cancelled: {}",
-                        job.__name__,
+                        name,
                         str(exc.orig).strip().splitlines()[0],
                     )
                     return
-                logger.debug("{} skipped: database unavailable ({})", job.__name__, exc.orig)
+                logger.debug("{} skipped: database unavailable ({})", name, exc.orig)
 
         return run

@@ -16,10 +16,11 @@ from ttrl.crashpoints import crash_point
 PARTIAL = ".tmp-"
 
 
-def partial_checkpoints(root: Path) -> list[Path]:
-    """The unfinished writes under ``root``: what a crash during :func:`save_checkpoint`
-    leaves (only the writer may remove them: a reader would delete a write in progress)."""
-    return sorted(root.glob(f".*{PARTIAL}*"))
+def partial_checkpoints(root: Path, names: str) -> list[Path]:
+    """The unfinished writes under ``root`` of checkpoints named like the glob ``names``:
+    what a crash during :func:`save_checkpoint` leaves (only the writer may remove them: a
+    reader would delete a write in progress)."""
+    return sorted(root.glob(f".{names}{PARTIAL}*"))
 
 
 def save_checkpoint(

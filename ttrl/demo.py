@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -130,15 +131,42 @@ def answer_accuracy(db_url: str) -> float | None:
         db.dispose()
 
 
+def busy_share(before: Sequence[int], after: Sequence[int]) -> float:
+    """The share of CPU time spent busy between two readings of /proc/stat's ``cpu`` line
+    (user nice system idle iowait irq softirq steal, in jiffies); idle and iowait are idle."""
+    spent = [b - a for a, b in zip(before[:8], after[:8], strict=True)]
+    total = sum(spent)
+    return 1.0 - (spent[3] + spent[4]) / total if total > 0 else 0.0
+
+
+def _cpu_times() -> tuple[list[int], int]:
+    """/proc/stat's summed ``cpu`` jiffies and the number of CPUs it counts."""
+    lines = Path("/proc/stat").read_text().splitlines()
+    total = [int(v) for v in lines[0].split()[1:]]
+    return total, sum(1 for line in lines if line.startswith("cpu") and line[3].isdigit())
+
+
+def busy_cores(seconds: float = 0.5) -> float:
+    """How many cores are busy now, measured over ``seconds`` (/proc/stat). The 1-minute load
+    average, the fallback where there is no /proc/stat, lags: right after other work it
+    still counts that work."""
+    try:
+        before, cpus = _cpu_times()
+        time.sleep(seconds)
+        after, _ = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return busy_share(before, after) * cpus
+
+
 def host_threads() -> int:
-    """torch threads for the demo on this host: the cores the process may use that the load
-    average leaves idle, at most :data:`MAX_THREADS`, at least one. On an idle 2-core box: 2
-    (seed 0, 100 versions: 272 s of loop with 2 threads, 376 s with 1; README); with one
-    core busy: 1 (two threads then spin-wait on each other)."""
+    """torch threads for the demo on this host: the cores the process may use that are idle
+    now, at most :data:`MAX_THREADS`, at least one. On an idle 2-core box: 2 (seed 0, 100
+    versions: 272 s of loop with 2 threads, 376 s with 1; README); with one core busy: 1
+    (two threads then spin-wait on each other)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
-    idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else cores
-    return max(1, min(cores, MAX_THREADS, round(idle)))
+    return max(1, min(cores, MAX_THREADS, round(cores - busy_cores())))
 
 
 def set_threads(threads: int | None = None) -> int:

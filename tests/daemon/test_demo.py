@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,29 @@ def test_host_threads_leave_room_on_a_small_or_busy_host(monkeypatch: pytest.Mon
 
     cases = {(2, 0.0): 2, (2, 1.7): 1, (2, 0.9): 1, (8, 0.2): 4, (8, 6.5): 2, (16, 14.6): 1}
     cases |= {(1, 0.0): 1, (4, 9.0): 1}
-    for (cores, load), threads in cases.items():
+    for (cores, busy), threads in cases.items():
         monkeypatch.setattr(d.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
-        monkeypatch.setattr(d.os, "getloadavg", lambda load=load: (load, load, load))
-        assert d.host_threads() == threads, (cores, load)
+        monkeypatch.setattr(d, "busy_cores", lambda busy=busy: busy)
+        assert d.host_threads() == threads, (cores, busy)
+
+
+def test_busy_cores_are_measured_now_not_a_minute_ago() -> None:
+    from ttrl import demo as d
+
+    # user nice system idle iowait irq softirq steal: 300 of 400 jiffies idle or iowait
+    assert d.busy_share([0] * 8, [80, 0, 20, 250, 50, 0, 0, 0]) == pytest.approx(0.25)
+    assert d.busy_share([5] * 8, [5] * 8) == 0.0  # no time passed: nothing measured busy
+    # A core spinning while it is measured counts as busy.
+    spinning = threading.Event()
+
+    def spin() -> None:
+        while not spinning.is_set():
+            pass
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        assert d.busy_cores(0.5) >= 0.6
+    finally:
+        spinning.set()
+        worker.join()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from sqlalchemy import Connection
@@ -33,6 +33,9 @@ from ttrl.daemon.versions import announce
 from ttrl.db import transaction
 from ttrl.engines import released
 from ttrl.rl.batch import Rollout, RolloutGroup
+
+if TYPE_CHECKING:
+    from ttrl.rl.metrics import StepMetrics  # torch: imported where the trainer is
 
 
 def rollout_groups(stored: dict[int, list[votes.StoredRollout]]) -> list[RolloutGroup]:
@@ -154,7 +157,7 @@ class Learner:
             if engine is not None
             else nullcontext()
         ):
-            result = trainer.step(groups + replayed)
+            result: StepMetrics = trainer.step(groups + replayed)
         self.progress.touch()
         if result.skipped:
             metrics.UPDATES_SKIPPED.inc()
@@ -167,8 +170,13 @@ class Learner:
         crash_point("trained")
         self._publish(result, list(stored), groups, replayed)
 
-    def _publish(self, result: Any, stored: list[int], groups: list[RolloutGroup],
-                 replayed: list[RolloutGroup]) -> None:  # fmt: skip
+    def _publish(
+        self,
+        result: StepMetrics,
+        stored: list[int],
+        groups: list[RolloutGroup],
+        replayed: list[RolloutGroup],
+    ) -> None:
         """Checkpoint, swap, probe and record the version the trainer just made."""
         new_version, parent = self.trainer.version, self.serving.version
         path = self.checkpoints.fresh_path(new_version)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ttrl.toy.build import build
+from ttrl.toy.build import SHIPPED_DIR, build
 from ttrl.toy.model import ToyArch
 from ttrl.toy.task import generate_problems
 from ttrl.toy.tokenizer import build_tokenizer
@@ -17,8 +18,10 @@ from ttrl.toy.train import IGNORE, TrainConfig, encode_batch, lr_at, train
 SMALL = ToyArch(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
 
 
-def small_config(seed: int) -> TrainConfig:
-    return TrainConfig(seed=seed, arch=SMALL, steps=6, batch_size=8, warmup_steps=2)
+def small_config(seed: int, stop_share: float = 1.0) -> TrainConfig:
+    return TrainConfig(
+        seed=seed, arch=SMALL, steps=6, batch_size=8, warmup_steps=2, stop_share=stop_share
+    )
 
 
 def test_same_seed_builds_identical_weights_and_another_seed_does_not() -> None:
@@ -74,6 +77,27 @@ def test_build_writes_a_directory_the_auto_classes_load(tmp_path) -> None:
     assert info["parameters"] == sum(p.numel() for p in model.parameters())
 
 
+def test_a_stopped_build_is_the_start_of_the_whole_schedule() -> None:
+    """stop_share trains the first steps of the same schedule: the same losses, fewer."""
+    whole: list[float] = []
+    stopped: list[float] = []
+    train(small_config(seed=3), progress=False, on_step=lambda _, loss: whole.append(loss))
+    cfg = small_config(seed=3, stop_share=0.5)
+    train(cfg, progress=False, on_step=lambda _, loss: stopped.append(loss))
+    assert cfg.trained_steps == 3
+    assert len(whole) == 6 and stopped == whole[:3]
+
+
+def test_the_defaults_are_the_shipped_build() -> None:
+    shipped = json.loads((SHIPPED_DIR / "build.json").read_text())["train_config"]
+    defaults = asdict(TrainConfig())
+    assert shipped == defaults
+    assert TrainConfig().trained_steps == 1800
+
+
 def test_bad_build_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="steps and batch_size must be >= 1"):
-        train(TrainConfig(steps=0), progress=False)
+        TrainConfig(steps=0)
+    for share in (0.0, 1.5):
+        with pytest.raises(ValueError, match="stop_share must be in"):
+            TrainConfig(stop_share=share)

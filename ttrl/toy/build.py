@@ -18,14 +18,14 @@ from ttrl.toy.train import TrainConfig, train
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "model"
 
-# The default sampling of the tiny model. Trained to near-certainty, it samples the same
-# solution at 1.0 almost every time; at 1.5 its samples slip digits and spread over
-# wrong answers while the right one stays the most frequent: the headroom between pass@1
-# and maj@16 that TTRL learns from (numbers in docs/tiny-model.md).
-DEFAULT_TEMPERATURE = 1.5
-# A model trained on solutions in any order (TrainConfig.any_order) takes different paths
-# to the answer at the plain softmax already: its majority beats its greedy answer there.
-ANY_ORDER_TEMPERATURE = 1.0
+# The default sampling of the tiny model. Trained on solutions that add in any order, it
+# takes different paths to one answer at the plain softmax and slips on different steps on
+# each: its majority beats its greedy answer at 1.0 (numbers in docs/tiny-model.md).
+DEFAULT_TEMPERATURE = 1.0
+# A model trained on left-to-right solutions only (TrainConfig.any_order=False) follows one
+# path: at 1.0 it samples its greedy answer; at 1.5 its samples slip digits and spread
+# over wrong answers while the right one stays the most frequent.
+IN_ORDER_TEMPERATURE = 1.5
 MAX_NEW_TOKENS = 80  # the longest solution of the task has 57 characters
 
 
@@ -77,7 +77,7 @@ def build(cfg: TrainConfig, out_dir: Path = SHIPPED_DIR, progress: bool = True) 
         tokenizer,
         out_dir,
         info,
-        ANY_ORDER_TEMPERATURE if cfg.any_order else DEFAULT_TEMPERATURE,
+        DEFAULT_TEMPERATURE if cfg.any_order else IN_ORDER_TEMPERATURE,
     )
     return out_dir
 

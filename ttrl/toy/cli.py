@@ -55,7 +55,15 @@ def problems_command(
 def build_command(
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and training stream.")] = 0,
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Optimizer steps (default: the shipped recipe).")
+        int | None,
+        typer.Option(min=1, help="Length of the learning-rate schedule (default: 2400)."),
+    ] = None,
+    stop_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of the schedule trained (default: the shipped 0.75, 1800 of 2400 "
+            "steps; 1 trains all of it).",
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -67,10 +75,11 @@ def build_command(
     any_order: Annotated[
         bool,
         typer.Option(
-            help="Train on solutions that add in any order: the model with headroom at "
-            "temperature 1.0 (docs/tiny-model.md), sampled at 1.0 by default."
+            "--any-order/--in-order",
+            help="Solutions that add in any order (the shipped model: its majority beats greedy "
+            "at temperature 1.0), or left to right only (sampled at 1.5 by default).",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Pretrain the tiny model from scratch on CPU (deterministic) and save it."""
     # Imported here: torch and transformers would slow down every other ttrl command.
@@ -80,6 +89,11 @@ def build_command(
     cfg = TrainConfig(seed=seed, threads=threads, any_order=any_order)
     if steps is not None:
         cfg = replace(cfg, steps=steps)
+    if stop_share is not None:
+        try:
+            cfg = replace(cfg, stop_share=stop_share)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--stop-share") from None
     path = build(cfg, out or SHIPPED_DIR)
     typer.echo(f"saved the tiny model to {path}", err=True)
 

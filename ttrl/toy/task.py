@@ -2,14 +2,15 @@
 
 A problem is a sum of 2 digit numbers and, from level 3 on, of a product of two digits;
 the partial sums have 2-3 digits. The solution first evaluates the product, then adds
-the values left to right (or, with ``any_order``, in an order drawn at random), one
-equation a line, and ends in ``\\boxed{answer}`` like the solutions of Qwen2.5-Math that
-TTRL votes on. Every step is a chance for a sampled solution to slip a digit, so errors
-scatter over many wrong answers while the right one stays the mode: the gap between a
-single sample and the majority that TTRL (Zuo et al. 2025) learns from. A model trained on
-solutions in any order has several paths to one answer (six for three values) and slips on
-different steps on each, so its majority beats even greedy decoding, which follows one
-path: the self-consistency gap (Wang et al. 2023), there at temperature 1.0.
+the values in an order drawn at random (``any_order``, the shipped model's training data)
+or left to right, one equation a line, and ends in ``\\boxed{answer}`` like the solutions
+of Qwen2.5-Math that TTRL votes on. Every step is a chance for a sampled solution to slip
+a digit, so errors scatter over many wrong answers while the right one stays the mode: the
+gap between a single sample and the majority that TTRL (Zuo et al. 2025) learns from. A
+model trained on solutions in any order has several paths to one answer (six for three
+values) and slips on different steps on each, so its majority beats even greedy decoding,
+which follows one path: the self-consistency gap (Wang et al. 2023), there at
+temperature 1.0.
 """
 
 from __future__ import annotations

@@ -21,9 +21,7 @@ DEMO_MINUTES = 5.0
 
 def demo_command(
     seed: Annotated[int, typer.Option(help="Seed of the problems and the sampling.")] = 0,
-    minutes: Annotated[
-        float, typer.Option(help="How long the daemon loop runs.")
-    ] = DEMO_MINUTES,
+    minutes: Annotated[float, typer.Option(help="How long the daemon loop runs.")] = DEMO_MINUTES,
     problems: Annotated[int, typer.Option(min=1, help="Synthetic problems to learn on.")] = 256,
     max_versions: Annotated[
         int | None,

@@ -126,9 +126,7 @@ def train(
         )
         rng = random.Random(training_stream_seed(cfg.seed))
         levels = sorted(LEVELS)
-        bar = tqdm(
-            range(cfg.trained_steps), desc="training tiny model", disable=not progress
-        )
+        bar = tqdm(range(cfg.trained_steps), desc="training tiny model", disable=not progress)
         for step in bar:
             # One level per batch, in turn: its problems have about the same length, so
             # padding wastes little compute.

@@ -14,7 +14,7 @@ Each claim is printed next to its baseline, measured in the same run:
    starting a new engine on them. Goal: >= 10x for each.
 
 The defaults are the demo's workload (configs/default.yaml: 16 problems a round, 16 votes,
-80 new tokens, temperature 2.0, toy problems). vLLM is measured when it is installed
+80 new tokens, temperature 1.0, toy problems). vLLM is measured when it is installed
 (``make venv-vllm``; ``--no-vllm`` skips it).
 
     OMP_NUM_THREADS=1 python benchmarks/rollout.py
@@ -208,7 +208,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=80)
-    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--max-batch-tokens", type=int, default=65536)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--swap-repeats", type=int, default=10)

@@ -83,9 +83,11 @@ def test_samples_disagree_and_the_majority_is_often_right(engine: HFEngine) -> N
         score_problem(str(p.answer), "", [c.text for c in group])
         for p, group in zip(problems, groups, strict=True)
     ]
-    # Single samples err (the headroom TTRL learns from), the majority mostly does not.
-    assert sum(s.samples_correct for s in scores) < 8 * len(scores)
-    assert sum(s.majority_correct for s in scores) >= 6
+    # Single samples err (the headroom TTRL learns from), and the majority less often: at
+    # level 4 one sample in three is right (docs/tiny-model.md), the vote of 8 in two.
+    pass_at_1 = sum(s.samples_correct for s in scores) / (8 * len(scores))
+    majority = sum(s.majority_correct for s in scores) / len(scores)
+    assert 0 < pass_at_1 < majority
 
 
 def test_eval_command_reports_json_for_the_shipped_model(tmp_path) -> None:

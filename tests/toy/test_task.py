@@ -101,3 +101,13 @@ def test_problems_command_to_stdout_and_bad_level() -> None:
     bad = runner.invoke(toy_app, ["problems", "--seed", "1", "--level", "7"])
     assert bad.exit_code != 0
     assert "level 7 is unknown" in bad.output
+
+
+def test_build_command_refuses_a_bad_stop_share_before_training(tmp_path) -> None:
+    out = tmp_path / "model"
+    bad = CliRunner(env={"COLUMNS": "400"}).invoke(
+        toy_app, ["build", "--stop-share", "1.5", "-o", str(out)]
+    )
+    assert bad.exit_code == 2
+    assert "--stop-share" in bad.output and "stop_share must be in (0, 1], got 1.5" in bad.output
+    assert not out.exists()

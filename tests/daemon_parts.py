@@ -12,9 +12,9 @@ from ttrl.db import make_engine
 from ttrl.engines import Engine
 
 
-def answerer(db_url: str, engine: Engine | Any, **settings: Any) -> Answerer:
+def answerer(db_url: str, sampler: Engine | Any, /, **settings: Any) -> Answerer:
     """The answering pipeline of a daemon with ``settings`` on ``db_url``, sampling with
-    ``engine`` (a real one, or a stand-in that fails on purpose)."""
+    ``sampler`` (a real engine, or a stand-in that fails on purpose)."""
     cfg, progress = load_settings(db_url=db_url, **settings), Progress()
     db = make_engine(cfg.db_url, cfg.database)
-    return Answerer(cfg, db, "test-worker", engine, Outages(db, 60, progress), progress)
+    return Answerer(cfg, db, "test-worker", sampler, Outages(db, 60, progress), progress)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ttrl.answers import AnswersConfig, Key, configure, get_config, vote
+from ttrl.answers import AnswersConfig, Key, configure, get_config, pooled_vote, vote
 
 
 def test_equivalent_spellings_form_one_cluster():
@@ -103,3 +103,15 @@ def test_vote_on_arbitrary_text_is_well_formed(answers):
 def test_vote_names_a_bad_input():
     with pytest.raises(TypeError, match=r"answers\[1\] is int"):
         vote(["3", 3])  # type: ignore[list-item]
+
+
+def test_a_pooled_vote_labels_with_all_answers_and_rewards_this_pass():
+    """daemon.vote_window: earlier passes outvote this pass's own majority; rewards and
+    per-rollout keys stay this pass's, the share is the pooled one."""
+    v = pooled_vote(["7", "7", "9"], ["9", "9", "9", None])
+    assert vote(["7", "7", "9"]).label == "7"
+    assert (v.label, v.count, v.n, v.share) == ("9", 4, 7, 4 / 7)
+    assert v.rewards == [0.0, 0.0, 1.0]
+    assert v.keys == vote(["7", "7", "9"]).keys
+    assert pooled_vote(["7", "9"], ["9", "7"]).label == "7"  # a tie: this pass wrote 7 first
+    assert pooled_vote(["7", "9"], []) == vote(["7", "9"])

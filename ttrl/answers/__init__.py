@@ -12,7 +12,7 @@ from ttrl.answers.config import AnswersConfig
 from ttrl.answers.extract import extract
 from ttrl.answers.keys import Key
 from ttrl.answers.scoring import Score, score
-from ttrl.answers.vote import Vote, equivalent, vote
+from ttrl.answers.vote import Vote, equivalent, pooled_vote, vote
 
 
 def warm_up() -> None:
@@ -31,6 +31,7 @@ __all__ = [
     "extract",
     "get_config",
     "metrics",
+    "pooled_vote",
     "score",
     "vote",
     "warm_up",

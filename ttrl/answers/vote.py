@@ -12,7 +12,7 @@ so a vote is a pure function of the ordered answers; `Vote.tie` flags it.
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 from ttrl.answers.bounded import SymbolicUnavailable, get_config, pool
@@ -156,6 +156,22 @@ def vote(answers: Sequence[str | None]) -> Vote:
     )
 
 
+def pooled_vote(answers: Sequence[str | None], earlier: Sequence[str | None]) -> Vote:
+    r"""`vote` over this pass's ``answers`` and the ``earlier`` answers of the same problem
+    (its previous passes): the label and the counts (``count``, ``n``, ``share``, ``sizes``,
+    ``n_distinct``) are the pooled vote's; the per-rollout fields (``keys``,
+    ``membership``, hence ``rewards``) are this pass's rollouts'. Ties go to the cluster this
+    pass wrote first.
+
+    >>> v = pooled_vote(["7", "9"], ["9", "9", "7"])
+    >>> (v.label, v.count, v.n, v.rewards)
+    ('9', 3, 5, [0.0, 1.0])
+    """
+    pooled = vote([*answers, *earlier])
+    mine = len(answers)
+    return replace(pooled, keys=pooled.keys[:mine], membership=pooled.membership[:mine])
+
+
 def equivalent(a: str | None, b: str | None) -> bool:
     """Whether two answers are equivalent (grading against a reference, dashboards).
 
@@ -170,4 +186,4 @@ def equivalent(a: str | None, b: str | None) -> bool:
     return _needs_check(ka, kb) and _verify(clean(a), clean(b))
 
 
-__all__ = ["Vote", "equivalent", "vote"]
+__all__ = ["Vote", "equivalent", "pooled_vote", "vote"]

@@ -93,6 +93,12 @@ class DaemonConfig(BaseModel):
         "on a PostgreSQL NOTIFY).",
     )
     votes: int = Field(16, ge=1, description="N: rollouts sampled and voted on per problem.")
+    vote_window: int = Field(
+        1,
+        ge=1,
+        description="Passes pooled into a problem's vote: its label (answer and pseudo-label) "
+        "is the majority of this pass's N answers and those of its previous window-1 passes.",
+    )
     updates: bool = Field(True, description="Train on the votes; false: answer only.")
     update_every_groups: int = Field(
         16, ge=1, description="B: update once this many voted groups wait untrained..."

@@ -65,6 +65,10 @@ class Answerer:
             claimed = queue.claim(
                 conn, self.cfg.queue.claim_batch, self.worker_id, self.cfg.queue.lease_s
             )
+            # A claimed pass's earlier passes are all written: a problem is in one batch.
+            earlier = votes.recent_answers(
+                conn, [c.id for c in claimed], self.cfg.daemon.vote_window - 1
+            )
         if not claimed:
             self.flush()  # nothing to overlap with: write the last batch now
             return False
@@ -73,7 +77,9 @@ class Answerer:
         self.progress.touch()
         crash_point("sampled")
         self.flush()
-        counting = self.voter.submit(lambda: [tally(samples) for _, samples in sampled])
+        counting = self.voter.submit(
+            lambda: [tally(samples, earlier.get(c.id, ())) for c, samples in sampled]
+        )
         self.pending = (sampled, counting)
         return True
 

@@ -95,25 +95,50 @@ def record_vote(conn: Connection, record: VoteRecord, worker: str) -> int:
     return vote_id
 
 
+def _newest_votes(problem_ids: Sequence[int], k: int) -> Any:
+    """The newest ``k`` votes of each of ``problem_ids``: a subquery of their rows."""
+    newest_first = func.row_number().over(partition_by=V.problem_id, order_by=V.pass_index.desc())
+    ranked = (
+        select(V.id, V.problem_id, V.pass_index, V.label_key, V.share, newest_first.label("rank"))
+        .where(V.problem_id.in_(list(problem_ids)))
+        .subquery()
+    )
+    return select(ranked).where(ranked.c.rank <= k).subquery()
+
+
 def recent_votes(conn: Connection, problem_ids: Sequence[int], k: int) -> dict[int, list[PassVote]]:
     """The newest ``k`` votes of each problem, oldest first: the pass policy's history."""
     if not problem_ids or k < 1:
         return {}
-    newest_first = func.row_number().over(partition_by=V.problem_id, order_by=V.pass_index.desc())
-    ranked = (
-        select(V.problem_id, V.pass_index, V.label_key, V.share, newest_first.label("rank"))
-        .where(V.problem_id.in_(list(problem_ids)))
-        .subquery()
-    )
+    newest = _newest_votes(problem_ids, k)
     rows = conn.execute(
-        select(ranked.c.problem_id, ranked.c.label_key, ranked.c.share)
-        .where(ranked.c.rank <= k)
-        .order_by(ranked.c.problem_id, ranked.c.pass_index)
+        select(newest.c.problem_id, newest.c.label_key, newest.c.share).order_by(
+            newest.c.problem_id, newest.c.pass_index
+        )
     )
     history: dict[int, list[PassVote]] = {}
     for problem_id, label_key, share in rows:
         history.setdefault(problem_id, []).append(PassVote(label_key, share))
     return history
+
+
+def recent_answers(
+    conn: Connection, problem_ids: Sequence[int], k: int
+) -> dict[int, list[str | None]]:
+    """The final answers (None: no answer) of the rollouts of each problem's newest ``k``
+    votes: what ``daemon.vote_window`` pools into the next vote."""
+    if not problem_ids or k < 1:
+        return {}
+    newest = _newest_votes(problem_ids, k)
+    rows = conn.execute(
+        select(R.problem_id, R.raw_answer)
+        .join(newest, newest.c.id == R.vote_id)
+        .order_by(R.problem_id, newest.c.pass_index.desc(), R.id)
+    )
+    answers: dict[int, list[str | None]] = {}
+    for problem_id, raw_answer in rows:
+        answers.setdefault(problem_id, []).append(raw_answer)
+    return answers
 
 
 def _trainable(min_version: int, canary_batches: Sequence[str]) -> list[Any]:

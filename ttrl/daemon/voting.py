@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ttrl.answers import Vote, equivalent, extract, vote
+from ttrl.answers import Vote, equivalent, extract, pooled_vote
 from ttrl.daemon.grading import grade
 from ttrl.daemon.records import RolloutRecord, VoteRecord
 from ttrl.engines.base import Completion
@@ -20,8 +20,10 @@ class Tally:
     vote: Vote
 
 
-def tally(samples: Sequence[Completion]) -> Tally:
-    """Extract each completion's final answer and majority-vote them (TTRL's pseudo-label).
+def tally(samples: Sequence[Completion], earlier: Sequence[str | None] = ()) -> Tally:
+    """Extract each completion's final answer and majority-vote them (TTRL's pseudo-label),
+    pooled with the ``earlier`` answers of the problem's previous passes when given
+    (``daemon.vote_window``).
 
     The costly part of voting (odd answers go to the sympy workers); thread-safe, so the
     daemon runs it for one batch while the next one samples.
@@ -29,7 +31,7 @@ def tally(samples: Sequence[Completion]) -> Tally:
     # A byte-level tokenizer can decode a NUL, which PostgreSQL text cannot hold.
     texts = [s.text.replace("\x00", "\ufffd") for s in samples]
     answers = [extract(t) for t in texts]
-    return Tally(texts, answers, vote(answers))
+    return Tally(texts, answers, pooled_vote(answers, earlier))
 
 
 def vote_record(

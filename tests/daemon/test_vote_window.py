@@ -26,10 +26,9 @@ def tiny_engine():
 
 
 def _record(problem_id: int, pass_index: int, answers: list[str | None]) -> VoteRecord:
-    rollout = [
-        RolloutRecord("t", [1], [2], "stop", a, a, 0.0) for a in answers
-    ]  # only the answers matter here
-    return VoteRecord(problem_id, pass_index, 0, None, None, 0.0, 1, False, None, rollout)
+    """A vote whose rollouts gave ``answers``: only the answers matter here."""
+    rollouts = [RolloutRecord("t", [1], [2], "stop", a, a, 0.0) for a in answers]
+    return VoteRecord(problem_id, pass_index, 0, None, None, 0.0, 1, False, None, rollouts)
 
 
 def test_recent_answers_reads_the_rollouts_of_the_newest_passes(engine: Engine) -> None:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 from daemon_parts import answerer
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from ttrl.answers import pooled_vote
 from ttrl.config import load_settings
 from ttrl.daemon import votes as vote_store
 from ttrl.daemon.records import RolloutRecord, VoteRecord
-from ttrl.db import queue, transaction
-from ttrl.db.models import Rollout, Vote
+from ttrl.db import queue, transaction, utcnow
+from ttrl.db.models import ModelVersion, Rollout, Vote
 from ttrl.db.queue import NewProblem
 from ttrl.engines import load_engine
 
@@ -25,22 +25,31 @@ def tiny_engine():
     return load_engine(load_settings().engine)
 
 
-def _record(problem_id: int, pass_index: int, answers: list[str | None]) -> VoteRecord:
-    """A vote whose rollouts gave ``answers``: only the answers matter here."""
+def _record(
+    problem_id: int, pass_index: int, answers: list[str | None], version: int = 0
+) -> VoteRecord:
+    """A vote of ``version`` whose rollouts gave ``answers``: only the answers matter here."""
     rollouts = [RolloutRecord("t", [1], [2], "stop", a, a, 0.0) for a in answers]
-    return VoteRecord(problem_id, pass_index, 0, None, None, 0.0, 1, False, None, rollouts)
+    return VoteRecord(problem_id, pass_index, version, None, None, 0.0, 1, False, None, rollouts)
 
 
 def test_recent_answers_reads_the_rollouts_of_the_newest_passes(engine: Engine) -> None:
     with transaction(engine) as conn:
-        queue.enqueue(conn, [NewProblem("a", passes=9), NewProblem("b", passes=9)])
-        a, b = (c.id for c in queue.claim(conn, 2, "w", 60))
+        queue.enqueue(conn, [NewProblem(p, passes=9) for p in "abc"])
+        a, b, c = (p.id for p in queue.claim(conn, 3, "w", 60))
         for i, answers in enumerate([["1", "1"], ["2", None], ["3", "3"]]):
             vote_store.record_vote(conn, _record(a, i, answers), "w")
         vote_store.record_vote(conn, _record(b, 0, ["5"]), "w")
-        got = vote_store.recent_answers(conn, [a, b], 2)
+        # Version 2 was refused by the guard: its answers do not vote again.
+        for version, status in [(1, "active"), (2, "rolled_back")]:
+            conn.execute(
+                insert(ModelVersion).values(version=version, status=status, created_at=utcnow())
+            )
+        vote_store.record_vote(conn, _record(c, 0, ["6"], version=1), "w")
+        vote_store.record_vote(conn, _record(c, 1, ["8", "8"], version=2), "w")
+        got = vote_store.recent_answers(conn, [a, b, c], 2)
         assert vote_store.recent_answers(conn, [a], 0) == {}
-    assert got == {a: ["3", "3", "2", None], b: ["5"]}  # newest pass first
+    assert got == {a: ["3", "3", "2", None], b: ["5"], c: ["6"]}  # newest pass first
 
 
 def test_a_vote_pools_the_previous_passes_answers(engine: Engine, tiny_engine) -> None:

@@ -23,7 +23,9 @@ from ttrl.answers.keys import MERGEABLE_KINDS, Key
 
 @dataclass(frozen=True)
 class Vote:
-    """Outcome of one vote over N rollouts (N counts rollouts with no answer too)."""
+    """Outcome of one vote over N rollouts (N counts rollouts with no answer too). A
+    :func:`pooled_vote` counts earlier answers in N too, while ``keys`` and ``membership``
+    cover this pass's rollouts only."""
 
     label: str | None  # the winning cluster's most frequent spelling (see `_label`)
     label_key: Key | None

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from ttrl.daemon.passes import PassVote
 from ttrl.daemon.records import VoteRecord
 from ttrl.db.connection import utcnow
-from ttrl.db.models import Problem, Rollout, Vote
+from ttrl.db.models import ModelVersion, Problem, Rollout, Vote
 
 R = Rollout.__table__.c
 V = Vote.__table__.c
@@ -126,13 +126,16 @@ def recent_answers(
     conn: Connection, problem_ids: Sequence[int], k: int
 ) -> dict[int, list[str | None]]:
     """The final answers (None: no answer) of the rollouts of each problem's newest ``k``
-    votes: what ``daemon.vote_window`` pools into the next vote."""
+    votes: what ``daemon.vote_window`` pools into the next vote. Rollouts of a version the
+    guard rolled back are left out: its answers must not vote again."""
     if not problem_ids or k < 1:
         return {}
     newest = _newest_votes(problem_ids, k)
+    refused = select(ModelVersion.version).where(ModelVersion.status == "rolled_back")
     rows = conn.execute(
         select(R.problem_id, R.raw_answer)
         .join(newest, newest.c.id == R.vote_id)
+        .where(R.model_version.not_in(refused))
         .order_by(R.problem_id, newest.c.pass_index.desc(), R.id)
     )
     answers: dict[int, list[str | None]] = {}
